@@ -10,7 +10,10 @@ use crate::model::{Model, Primitive, TypeId, ValueKind};
 use crate::schema::names;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
-use arrow_array::{Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, StructArray};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+    StructArray,
+};
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Fields};
 use std::fmt::Write as _;
@@ -78,7 +81,11 @@ impl StructEnc<'_> {
         if let Some(u) = self.unmapped {
             if u.is_valid(row) {
                 let text = u.value(row).trim();
-                let inner = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')).unwrap_or("").trim();
+                let inner = text
+                    .strip_prefix('{')
+                    .and_then(|t| t.strip_suffix('}'))
+                    .unwrap_or("")
+                    .trim();
                 if !inner.is_empty() {
                     if !first {
                         out.push(',');
@@ -166,7 +173,8 @@ impl<'m> Builder<'m> {
             let value = if let Some((_, f)) = td.field(name) {
                 Some(f.value)
             } else if let Some((_, f)) = name.strip_prefix('_').and_then(|b| td.field(b)) {
-                matches!(f.value, ValueKind::Primitive(_)).then_some(ValueKind::Struct(self.model.primitive_element))
+                matches!(f.value, ValueKind::Primitive(_))
+                    .then_some(ValueKind::Struct(self.model.primitive_element))
             } else {
                 None
             };
@@ -177,7 +185,12 @@ impl<'m> Builder<'m> {
         Ok(out)
     }
 
-    fn value<'a>(&self, value: ValueKind, array: &'a ArrayRef, path: &str) -> Result<Enc<'a>, EncodeError> {
+    fn value<'a>(
+        &self,
+        value: ValueKind,
+        array: &'a ArrayRef,
+        path: &str,
+    ) -> Result<Enc<'a>, EncodeError> {
         if let DataType::List(_) = array.data_type() {
             let list = array.as_list::<i32>();
             let item = self.value(value, list.values(), path)?;
@@ -190,10 +203,16 @@ impl<'m> Builder<'m> {
         Ok(match value {
             ValueKind::Primitive(p) => match (p, array.data_type()) {
                 (Primitive::Boolean, DataType::Boolean) => Enc::Bool(array.as_boolean()),
-                (Primitive::Integer32, DataType::Int32) => Enc::Int32(array.as_primitive::<Int32Type>()),
-                (Primitive::Integer64, DataType::Int64) => Enc::Int64(array.as_primitive::<Int64Type>()),
+                (Primitive::Integer32, DataType::Int32) => {
+                    Enc::Int32(array.as_primitive::<Int32Type>())
+                }
+                (Primitive::Integer64, DataType::Int64) => {
+                    Enc::Int64(array.as_primitive::<Int64Type>())
+                }
                 (Primitive::Decimal, DataType::Utf8) => Enc::Raw(array.as_string::<i32>()),
-                (Primitive::DateTime | Primitive::String, DataType::Utf8) => Enc::Str(array.as_string::<i32>()),
+                (Primitive::DateTime | Primitive::String, DataType::Utf8) => {
+                    Enc::Str(array.as_string::<i32>())
+                }
                 _ => return Err(wrong()),
             },
             ValueKind::Struct(t) => {
@@ -221,10 +240,12 @@ impl<'m> Builder<'m> {
 }
 
 fn string<'a>(array: &'a ArrayRef, path: &str) -> Result<&'a StringArray, EncodeError> {
-    array.as_string_opt::<i32>().ok_or_else(|| EncodeError::WrongType {
-        path: path.to_string(),
-        found: array.data_type().to_string(),
-    })
+    array
+        .as_string_opt::<i32>()
+        .ok_or_else(|| EncodeError::WrongType {
+            path: path.to_string(),
+            found: array.data_type().to_string(),
+        })
 }
 
 /// Regenerate each row of `batch` as one line of FHIR JSON (without a line terminator).
@@ -235,7 +256,11 @@ pub fn to_json_lines(model: &Model, batch: &RecordBatch) -> Result<Vec<String>, 
 }
 
 /// Call `sink` with the JSON text of each row of `batch`, in order.
-pub fn write_rows(model: &Model, batch: &RecordBatch, mut sink: impl FnMut(&str)) -> Result<(), EncodeError> {
+pub fn write_rows(
+    model: &Model,
+    batch: &RecordBatch,
+    mut sink: impl FnMut(&str),
+) -> Result<(), EncodeError> {
     let rt_col = batch
         .column_by_name(names::RESOURCE_TYPE)
         .ok_or(EncodeError::NoResourceType)?;
@@ -244,7 +269,9 @@ pub fn write_rows(model: &Model, batch: &RecordBatch, mut sink: impl FnMut(&str)
     }
     let rt_col = string(rt_col, names::RESOURCE_TYPE)?;
     let rt = rt_col.value(0).to_string();
-    let ty = model.resource(&rt).ok_or_else(|| EncodeError::UnknownResource(rt.clone()))?;
+    let ty = model
+        .resource(&rt)
+        .ok_or_else(|| EncodeError::UnknownResource(rt.clone()))?;
     let schema = batch.schema();
     let builder = Builder { model };
     let mut root = builder.structure(ty, schema.fields(), batch.columns(), None, &rt)?;

@@ -57,7 +57,10 @@ pub fn timestamp_type() -> DataType {
 }
 
 pub fn decimal_type() -> DataType {
-    DataType::Decimal128(crate::annotate::DECIMAL_PRECISION, crate::annotate::DECIMAL_SCALE)
+    DataType::Decimal128(
+        crate::annotate::DECIMAL_PRECISION,
+        crate::annotate::DECIMAL_SCALE,
+    )
 }
 
 pub fn list_of(item: DataType) -> DataType {
@@ -94,7 +97,9 @@ pub fn canonical_fields(model: &Model, ty: TypeId, depth: usize) -> Vec<Field> {
         }
         let value = match f.value {
             ValueKind::Primitive(p) => Some(primitive_type(p)),
-            ValueKind::Struct(t) if depth > 0 => Some(DataType::Struct(canonical_fields(model, t, depth - 1).into())),
+            ValueKind::Struct(t) if depth > 0 => Some(DataType::Struct(
+                canonical_fields(model, t, depth - 1).into(),
+            )),
             ValueKind::AnyResource if depth > 0 => Some(DataType::Struct(
                 model
                     .resource_types
@@ -117,15 +122,29 @@ pub fn canonical_fields(model: &Model, ty: TypeId, depth: usize) -> Vec<Field> {
         out.push(Field::new(f.name.as_ref(), wrap(value), true));
         if let ValueKind::Primitive(p) = f.value {
             match p {
-                Primitive::Decimal => out.push(Field::new(names::numeric(&f.name), wrap(decimal_type()), true)),
+                Primitive::Decimal => out.push(Field::new(
+                    names::numeric(&f.name),
+                    wrap(decimal_type()),
+                    true,
+                )),
                 Primitive::DateTime => {
-                    out.push(Field::new(names::start(&f.name), wrap(timestamp_type()), true));
-                    out.push(Field::new(names::end(&f.name), wrap(timestamp_type()), true));
+                    out.push(Field::new(
+                        names::start(&f.name),
+                        wrap(timestamp_type()),
+                        true,
+                    ));
+                    out.push(Field::new(
+                        names::end(&f.name),
+                        wrap(timestamp_type()),
+                        true,
+                    ));
                 }
                 _ => {}
             }
             if depth > 0 {
-                let el = DataType::Struct(canonical_fields(model, model.primitive_element, depth - 1).into());
+                let el = DataType::Struct(
+                    canonical_fields(model, model.primitive_element, depth - 1).into(),
+                );
                 out.push(Field::new(names::under(&f.name), wrap(el), true));
             }
         }
@@ -134,7 +153,11 @@ pub fn canonical_fields(model: &Model, ty: TypeId, depth: usize) -> Vec<Field> {
 }
 
 /// The canonical schema of a resource type, structs expanded `depth` levels deep.
-pub fn canonical_schema(model: &Model, resource_type: &str, depth: usize) -> Result<Schema, SchemaError> {
+pub fn canonical_schema(
+    model: &Model,
+    resource_type: &str,
+    depth: usize,
+) -> Result<Schema, SchemaError> {
     let ty = model
         .resource(resource_type)
         .ok_or_else(|| SchemaError::UnknownResource(resource_type.to_string()))?;
@@ -185,7 +208,12 @@ fn locate(model: &Model, ty: TypeId, name: &str) -> Option<(usize, Slot)> {
 }
 
 /// Merge two sparse schemas of `resource_type` into their union, still in canonical order.
-pub fn merge(model: &Model, resource_type: &str, a: &Schema, b: &Schema) -> Result<Schema, SchemaError> {
+pub fn merge(
+    model: &Model,
+    resource_type: &str,
+    a: &Schema,
+    b: &Schema,
+) -> Result<Schema, SchemaError> {
     let ty = model
         .resource(resource_type)
         .ok_or_else(|| SchemaError::UnknownResource(resource_type.to_string()))?;
@@ -202,16 +230,27 @@ pub fn merge(model: &Model, resource_type: &str, a: &Schema, b: &Schema) -> Resu
     Ok(Schema::new(fields))
 }
 
-fn merge_struct(model: &Model, ty: TypeId, a: &[FieldRef], b: &[FieldRef], path: &str) -> Result<Fields, SchemaError> {
+fn merge_struct(
+    model: &Model,
+    ty: TypeId,
+    a: &[FieldRef],
+    b: &[FieldRef],
+    path: &str,
+) -> Result<Fields, SchemaError> {
     let mut out: Vec<(usize, FieldRef)> = Vec::with_capacity(a.len().max(b.len()));
     for fa in a {
-        let (rank, slot) = locate(model, ty, fa.name()).ok_or_else(|| SchemaError::UnknownField {
-            path: format!("{path}.{}", fa.name()),
-        })?;
+        let (rank, slot) =
+            locate(model, ty, fa.name()).ok_or_else(|| SchemaError::UnknownField {
+                path: format!("{path}.{}", fa.name()),
+            })?;
         let merged = match b.iter().find(|fb| fb.name() == fa.name()) {
             Some(fb) => {
                 let p = format!("{path}.{}", fa.name());
-                Arc::new(Field::new(fa.name(), merge_type(model, &slot, fa.data_type(), fb.data_type(), &p)?, true))
+                Arc::new(Field::new(
+                    fa.name(),
+                    merge_type(model, &slot, fa.data_type(), fb.data_type(), &p)?,
+                    true,
+                ))
             }
             None => fa.clone(),
         };
@@ -230,14 +269,26 @@ fn merge_struct(model: &Model, ty: TypeId, a: &[FieldRef], b: &[FieldRef], path:
     Ok(out.into_iter().map(|(_, f)| f).collect())
 }
 
-fn merge_type(model: &Model, slot: &Slot, a: &DataType, b: &DataType, path: &str) -> Result<DataType, SchemaError> {
+fn merge_type(
+    model: &Model,
+    slot: &Slot,
+    a: &DataType,
+    b: &DataType,
+    path: &str,
+) -> Result<DataType, SchemaError> {
     let conflict = || SchemaError::Conflict {
         path: path.to_string(),
         left: a.to_string(),
         right: b.to_string(),
     };
     match (a, b) {
-        (DataType::List(ia), DataType::List(ib)) => Ok(list_of(merge_type(model, slot, ia.data_type(), ib.data_type(), path)?)),
+        (DataType::List(ia), DataType::List(ib)) => Ok(list_of(merge_type(
+            model,
+            slot,
+            ia.data_type(),
+            ib.data_type(),
+            path,
+        )?)),
         (DataType::Struct(fa), DataType::Struct(fb)) => {
             let fields = match slot {
                 Slot::Value(ValueKind::Struct(t)) => merge_struct(model, *t, fa, fb, path)?,
@@ -254,19 +305,31 @@ fn merge_type(model: &Model, slot: &Slot, a: &DataType, b: &DataType, path: &str
 
 fn merge_union(model: &Model, a: &Fields, b: &Fields, path: &str) -> Result<Fields, SchemaError> {
     let mut out: Vec<FieldRef> = Vec::new();
-    let mut names: Vec<&str> = a.iter().chain(b.iter()).map(|f| f.name().as_str()).collect();
+    let mut names: Vec<&str> = a
+        .iter()
+        .chain(b.iter())
+        .map(|f| f.name().as_str())
+        .collect();
     names.sort_unstable();
     names.dedup();
     for name in names {
-        let ty = model.resource(name).ok_or_else(|| SchemaError::UnknownField {
-            path: format!("{path}.{name}"),
-        })?;
+        let ty = model
+            .resource(name)
+            .ok_or_else(|| SchemaError::UnknownField {
+                path: format!("{path}.{name}"),
+            })?;
         let fa = a.iter().find(|f| f.name() == name);
         let fb = b.iter().find(|f| f.name() == name);
         let field = match (fa, fb) {
             (Some(fa), Some(fb)) => {
                 let p = format!("{path}.{name}");
-                let dt = merge_type(model, &Slot::Value(ValueKind::Struct(ty)), fa.data_type(), fb.data_type(), &p)?;
+                let dt = merge_type(
+                    model,
+                    &Slot::Value(ValueKind::Struct(ty)),
+                    fa.data_type(),
+                    fb.data_type(),
+                    &p,
+                )?;
                 Arc::new(Field::new(name, dt, true))
             }
             (Some(f), None) | (None, Some(f)) => f.clone(),
@@ -275,4 +338,25 @@ fn merge_union(model: &Model, a: &Fields, b: &Fields, path: &str) -> Result<Fiel
         out.push(field);
     }
     Ok(out.into())
+}
+
+/// The Athena (Hive DDL) type of an Arrow type written by fhirlake.
+pub fn hive_type(dt: &DataType) -> String {
+    match dt {
+        DataType::Utf8 | DataType::LargeUtf8 => "string".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Decimal128(p, s) => format!("decimal({p},{s})"),
+        DataType::Timestamp(_, _) => "timestamp".into(),
+        DataType::List(item) => format!("array<{}>", hive_type(item.data_type())),
+        DataType::Struct(fields) => {
+            let inner: Vec<String> = fields
+                .iter()
+                .map(|f| format!("`{}`:{}", f.name(), hive_type(f.data_type())))
+                .collect();
+            format!("struct<{}>", inner.join(","))
+        }
+        other => other.to_string().to_lowercase(),
+    }
 }

@@ -9,7 +9,14 @@ use fhirlake::model::Model;
 use std::path::Path;
 
 fn resource_type_of(path: &Path) -> String {
-    path.file_name().unwrap().to_str().unwrap().split('.').next().unwrap().to_string()
+    path.file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// Round-trips every line of every NDJSON file in `dir`; returns (files, lines).
@@ -29,17 +36,32 @@ fn roundtrip_dir(dir: &Path, via_parquet: bool) -> (usize, usize) {
         let decoder = Decoder::new(model.clone(), &rt, DecodeOptions::default()).unwrap();
         let decoded = decoder.decode(&lines);
         for r in &decoded.rejected {
-            failures.push(format!("{}:{} rejected: {}", path.display(), r.index + 1, r.reason));
+            failures.push(format!(
+                "{}:{} rejected: {}",
+                path.display(),
+                r.index + 1,
+                r.reason
+            ));
         }
-        let batch = if via_parquet { fhirlake_test_parquet(&decoded.batch) } else { decoded.batch };
+        let batch = if via_parquet {
+            fhirlake_test_parquet(&decoded.batch)
+        } else {
+            decoded.batch
+        };
         let out = encode::to_json_lines(&model, &batch).unwrap();
-        let accepted: Vec<_> = (0..lines.len()).filter(|i| !decoded.rejected.iter().any(|r| r.index == *i)).collect();
+        let accepted: Vec<_> = (0..lines.len())
+            .filter(|i| !decoded.rejected.iter().any(|r| r.index == *i))
+            .collect();
         assert_eq!(out.len(), accepted.len());
         for (line_no, regenerated) in accepted.iter().zip(&out) {
             let want = canonical_json(&lines[*line_no]).unwrap();
             let got = canonical_json(regenerated.as_bytes()).unwrap();
             if want != got {
-                let at = want.bytes().zip(got.bytes()).position(|(a, b)| a != b).unwrap_or(0);
+                let at = want
+                    .bytes()
+                    .zip(got.bytes())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
                 failures.push(format!(
                     "{}:{} differs at byte {at}: want …{}… got …{}…",
                     path.display(),
@@ -51,7 +73,12 @@ fn roundtrip_dir(dir: &Path, via_parquet: bool) -> (usize, usize) {
         }
         total += lines.len();
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures[..failures.len().min(30)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures[..failures.len().min(30)].join("\n")
+    );
     (files.len(), total)
 }
 
@@ -68,12 +95,17 @@ fn fhirlake_test_parquet(batch: &arrow_array::RecordBatch) -> arrow_array::Recor
         .unwrap();
     let batches: Vec<_> = reader.map(Result::unwrap).collect();
     assert!(batches.len() <= 1);
-    batches.into_iter().next().unwrap_or_else(|| arrow_array::RecordBatch::new_empty(batch.schema()))
+    batches
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| arrow_array::RecordBatch::new_empty(batch.schema()))
 }
 
 #[test]
 fn r4_examples_roundtrip() {
-    let Some(data) = common::shared_data("r4_examples_roundtrip") else { return };
+    let Some(data) = common::shared_data("r4_examples_roundtrip") else {
+        return;
+    };
     let (files, lines) = roundtrip_dir(&data.join("r4-examples/ndjson"), false);
     println!("round-tripped {lines} resources of {files} types (R4 examples)");
     assert_eq!(lines, 5293);
@@ -81,7 +113,9 @@ fn r4_examples_roundtrip() {
 
 #[test]
 fn smart_bulk_roundtrip() {
-    let Some(data) = common::shared_data("smart_bulk_roundtrip") else { return };
+    let Some(data) = common::shared_data("smart_bulk_roundtrip") else {
+        return;
+    };
     let (files, lines) = roundtrip_dir(&data.join("smart-bulk-10-patients"), false);
     println!("round-tripped {lines} resources of {files} types (SMART bulk 10 patients)");
     assert_eq!(lines, 7160);
@@ -89,7 +123,9 @@ fn smart_bulk_roundtrip() {
 
 #[test]
 fn r4_examples_roundtrip_through_parquet() {
-    let Some(data) = common::shared_data("r4_examples_roundtrip_through_parquet") else { return };
+    let Some(data) = common::shared_data("r4_examples_roundtrip_through_parquet") else {
+        return;
+    };
     let (files, lines) = roundtrip_dir(&data.join("r4-examples/ndjson"), true);
     println!("round-tripped {lines} resources of {files} types through Parquet (R4 examples)");
     assert_eq!(lines, 5293);
@@ -97,7 +133,9 @@ fn r4_examples_roundtrip_through_parquet() {
 
 #[test]
 fn smart_bulk_roundtrip_through_parquet() {
-    let Some(data) = common::shared_data("smart_bulk_roundtrip_through_parquet") else { return };
+    let Some(data) = common::shared_data("smart_bulk_roundtrip_through_parquet") else {
+        return;
+    };
     let (files, lines) = roundtrip_dir(&data.join("smart-bulk-10-patients"), true);
     println!("round-tripped {lines} resources of {files} types through Parquet (SMART bulk)");
     assert_eq!(lines, 7160);

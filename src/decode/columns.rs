@@ -13,10 +13,12 @@ use crate::model::{Field as ModelField, Model, Primitive, TypeId, TypeKind, Valu
 use crate::schema::{self, names};
 use arrow_array::types::Decimal128Type;
 use arrow_array::{
-    Array,     ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, PrimitiveArray, StringArray, StructArray,
-    TimestampMillisecondArray,
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, PrimitiveArray, StringArray,
+    StructArray, TimestampMillisecondArray,
 };
-use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{
+    BooleanBuffer, BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer,
+};
 use arrow_schema::{DataType, Field, Fields};
 use simd_json::{Node, StaticNode};
 use std::sync::Arc;
@@ -110,7 +112,8 @@ impl StrCol {
     }
     fn truncate(&mut self, len: usize) {
         self.offsets.truncate(len + 1);
-        self.data.truncate(*self.offsets.last().unwrap_or(&0) as usize);
+        self.data
+            .truncate(*self.offsets.last().unwrap_or(&0) as usize);
         self.valid.truncate(len);
     }
     fn finish(&mut self) -> StringArray {
@@ -176,12 +179,19 @@ impl Column {
     /// The builder for a model field; `under` gives the `_name` `{id, extension}` struct.
     fn for_field(model: &Model, field: &ModelField, under: bool, nulls: usize) -> Column {
         let item = if under {
-            Column::Struct(Box::new(StructCol::new(model, model.primitive_element, false)))
+            Column::Struct(Box::new(StructCol::new(
+                model,
+                model.primitive_element,
+                false,
+            )))
         } else {
             Column::for_value(model, field.value)
         };
         let mut col = if field.many {
-            Column::List(Box::new(ListCol::new(item, under || matches!(field.value, ValueKind::Primitive(_)))))
+            Column::List(Box::new(ListCol::new(
+                item,
+                under || matches!(field.value, ValueKind::Primitive(_)),
+            )))
         } else {
             item
         };
@@ -241,10 +251,9 @@ impl Column {
         }
     }
 
+    /// Drop values past `len`, including the partial pushes of a failed line (which
+    /// did not yet count in a struct's or list's own length, so always recurse).
     fn truncate(&mut self, len: usize) {
-        if self.len() <= len {
-            return;
-        }
         match self {
             Column::Str(c) => c.truncate(len),
             Column::Bool(c) => c.truncate(len),
@@ -269,7 +278,9 @@ impl Column {
     fn push(&mut self, cx: &Cx<'_>, line: &Line<'_, '_>, idx: usize) -> Result<()> {
         let node = &line.tape[idx];
         if let Node::Static(StaticNode::Null) = node {
-            return Err(DecodeError::new("null value (FHIR forbids null; omit the element instead)"));
+            return Err(DecodeError::new(
+                "null value (FHIR forbids null; omit the element instead)",
+            ));
         }
         match self {
             Column::Str(c) => match node {
@@ -294,7 +305,9 @@ impl Column {
             Column::Int64(c) => match node {
                 Node::String(s) => match s.parse::<i64>() {
                     Ok(v) => c.push(Some(v)),
-                    Err(_) => return Err(DecodeError::new("expected a 64-bit integer in a string")),
+                    Err(_) => {
+                        return Err(DecodeError::new("expected a 64-bit integer in a string"))
+                    }
                 },
                 _ => return Err(expected("string", node)),
             },
@@ -329,7 +342,10 @@ impl Column {
                 push_col(out, name, Arc::new(c.finish()));
             }
             Column::Bool(c) => {
-                let (values, nulls) = (c.values.drain(..).collect::<BooleanBuffer>(), validity(&mut c.valid));
+                let (values, nulls) = (
+                    c.values.drain(..).collect::<BooleanBuffer>(),
+                    validity(&mut c.valid),
+                );
                 push_col(out, name, Arc::new(BooleanArray::new(values, nulls)));
             }
             Column::Int32(c) => {
@@ -345,9 +361,15 @@ impl Column {
                 let (v, n) = numeric.take();
                 if push_col(out, name, Arc::new(text)) {
                     let arr = PrimitiveArray::<Decimal128Type>::new(v, n)
-                        .with_precision_and_scale(annotate::DECIMAL_PRECISION, annotate::DECIMAL_SCALE)
+                        .with_precision_and_scale(
+                            annotate::DECIMAL_PRECISION,
+                            annotate::DECIMAL_SCALE,
+                        )
                         .expect("38,6 is a valid decimal precision and scale");
-                    out.push((Field::new(names::numeric(name), arr.data_type().clone(), true), Arc::new(arr)));
+                    out.push((
+                        Field::new(names::numeric(name), arr.data_type().clone(), true),
+                        Arc::new(arr),
+                    ));
                 }
             }
             Column::Date(text, start, end) => {
@@ -355,10 +377,18 @@ impl Column {
                 let (s, n) = start.take();
                 let e = ScalarBuffer::from(std::mem::take(end));
                 if push_col(out, name, Arc::new(text)) {
-                    let s = TimestampMillisecondArray::new(s, n.clone()).with_timezone(schema::TIMESTAMP_TZ);
-                    let e = TimestampMillisecondArray::new(e, n).with_timezone(schema::TIMESTAMP_TZ);
-                    out.push((Field::new(names::start(name), s.data_type().clone(), true), Arc::new(s)));
-                    out.push((Field::new(names::end(name), e.data_type().clone(), true), Arc::new(e)));
+                    let s = TimestampMillisecondArray::new(s, n.clone())
+                        .with_timezone(schema::TIMESTAMP_TZ);
+                    let e =
+                        TimestampMillisecondArray::new(e, n).with_timezone(schema::TIMESTAMP_TZ);
+                    out.push((
+                        Field::new(names::start(name), s.data_type().clone(), true),
+                        Arc::new(s),
+                    ));
+                    out.push((
+                        Field::new(names::end(name), e.data_type().clone(), true),
+                        Arc::new(e),
+                    ));
                 }
             }
             Column::Struct(c) => {
@@ -410,7 +440,8 @@ impl ListCol {
     }
     fn truncate(&mut self, len: usize) {
         self.offsets.truncate(len + 1);
-        self.item.truncate(*self.offsets.last().unwrap_or(&0) as usize);
+        self.item
+            .truncate(*self.offsets.last().unwrap_or(&0) as usize);
         self.valid.truncate(len);
     }
     fn push_array(&mut self, cx: &Cx<'_>, line: &Line<'_, '_>, idx: usize) -> Result<()> {
@@ -418,7 +449,9 @@ impl ListCol {
             return Err(expected("array", &line.tape[idx]));
         };
         if len == 0 {
-            return Err(DecodeError::new("empty array (FHIR forbids empty arrays; omit the element instead)"));
+            return Err(DecodeError::new(
+                "empty array (FHIR forbids empty arrays; omit the element instead)",
+            ));
         }
         let mut pos = idx + 1;
         for _ in 0..len {
@@ -449,7 +482,10 @@ impl ListCol {
         for (field, arr) in items {
             let item_field = Arc::new(Field::new(names::LIST_ITEM, arr.data_type().clone(), true));
             let list = ListArray::new(item_field, offsets.clone(), arr, nulls.clone());
-            out.push((Field::new(field.name(), list.data_type().clone(), true), Arc::new(list)));
+            out.push((
+                Field::new(field.name(), list.data_type().clone(), true),
+                Arc::new(list),
+            ));
         }
     }
 }
@@ -494,7 +530,11 @@ impl StructCol {
     fn push_nulls(&mut self, n: usize) {
         for &k in &self.active {
             let (f, under) = ((k / 2) as usize, k % 2 == 1);
-            let slot = if under { &mut self.under[f] } else { &mut self.slots[f] };
+            let slot = if under {
+                &mut self.under[f]
+            } else {
+                &mut self.slots[f]
+            };
             if let Some(c) = slot {
                 c.push_nulls(n);
             }
@@ -507,12 +547,13 @@ impl StructCol {
     }
 
     pub(crate) fn truncate(&mut self, len: usize) {
-        if self.len <= len {
-            return;
-        }
         for &k in &self.active {
             let (f, under) = ((k / 2) as usize, k % 2 == 1);
-            let slot = if under { &mut self.under[f] } else { &mut self.slots[f] };
+            let slot = if under {
+                &mut self.under[f]
+            } else {
+                &mut self.slots[f]
+            };
             if let Some(c) = slot {
                 c.truncate(len);
             }
@@ -521,16 +562,23 @@ impl StructCol {
             u.truncate(len);
         }
         self.valid.truncate(len);
-        self.len = len;
+        self.len = self.len.min(len);
     }
 
     /// Append the JSON object at `idx` as one struct value.
-    pub(crate) fn push_object(&mut self, cx: &Cx<'_>, line: &Line<'_, '_>, idx: usize) -> Result<()> {
+    pub(crate) fn push_object(
+        &mut self,
+        cx: &Cx<'_>,
+        line: &Line<'_, '_>,
+        idx: usize,
+    ) -> Result<()> {
         let Node::Object { len, .. } = line.tape[idx] else {
             return Err(expected("object", &line.tape[idx]));
         };
         if len == 0 {
-            return Err(DecodeError::new("empty object (FHIR forbids empty objects; omit the element instead)"));
+            return Err(DecodeError::new(
+                "empty object (FHIR forbids empty objects; omit the element instead)",
+            ));
         }
         let n = self.len;
         let td = cx.model.ty(self.ty);
@@ -572,7 +620,11 @@ impl StructCol {
                 line.write_json(value, false, buf);
                 continue;
             };
-            let slots = if under { &mut self.under } else { &mut self.slots };
+            let slots = if under {
+                &mut self.under
+            } else {
+                &mut self.slots
+            };
             let slot = &mut slots[fi as usize];
             let col = match slot {
                 Some(c) => c,
@@ -590,7 +642,11 @@ impl StructCol {
         }
         for &k in &self.active {
             let (f, under) = ((k / 2) as usize, k % 2 == 1);
-            let slot = if under { &mut self.under[f] } else { &mut self.slots[f] };
+            let slot = if under {
+                &mut self.under[f]
+            } else {
+                &mut self.slots[f]
+            };
             if let Some(c) = slot {
                 if c.len() == n {
                     c.push_nulls(1);
@@ -675,7 +731,7 @@ impl ResourceCol {
             m.truncate(len);
         }
         self.valid.truncate(len);
-        self.len = len;
+        self.len = self.len.min(len);
     }
     fn push_resource(&mut self, cx: &Cx<'_>, line: &Line<'_, '_>, idx: usize) -> Result<()> {
         let Node::Object { .. } = line.tape[idx] else {
@@ -707,12 +763,17 @@ impl ResourceCol {
         Ok(())
     }
     fn finish(&mut self, model: &Model) -> Option<StructArray> {
-        self.members.sort_by(|a, b| model.ty(a.0).name.cmp(&model.ty(b.0).name));
+        self.members
+            .sort_by(|a, b| model.ty(a.0).name.cmp(&model.ty(b.0).name));
         let mut fields = Vec::new();
         let mut arrays: Vec<ArrayRef> = Vec::new();
         for (ty, m) in &mut self.members {
             if let Some(arr) = m.finish(model) {
-                fields.push(Field::new(model.ty(*ty).name.as_str(), arr.data_type().clone(), true));
+                fields.push(Field::new(
+                    model.ty(*ty).name.as_str(),
+                    arr.data_type().clone(),
+                    true,
+                ));
                 arrays.push(Arc::new(arr));
             }
         }

@@ -170,10 +170,10 @@ pub fn json_type(node: &Node<'_>) -> &'static str {
 pub fn canonical_json(text: &[u8]) -> Result<String, String> {
     let mut scratch = text.to_vec();
     let mut buffers = simd_json::Buffers::new(text.len());
-    let tape = simd_json::to_tape_with_buffers(&mut scratch, &mut buffers).map_err(|e| e.to_string())?;
+    let tape =
+        simd_json::to_tape_with_buffers(&mut scratch, &mut buffers).map_err(|e| e.to_string())?;
     let line = Line::new(&tape.0, text, buffers.structural_indexes());
     let mut out = String::with_capacity(text.len());
     line.write_json(0, true, &mut out);
     Ok(out)
 }
-

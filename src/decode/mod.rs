@@ -65,7 +65,11 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(model: Arc<Model>, resource_type: &str, options: DecodeOptions) -> Result<Decoder, DecoderError> {
+    pub fn new(
+        model: Arc<Model>,
+        resource_type: &str,
+        options: DecodeOptions,
+    ) -> Result<Decoder, DecoderError> {
         let resource = model
             .resource(resource_type)
             .ok_or_else(|| DecoderError::UnknownResource(resource_type.to_string()))?;
@@ -102,11 +106,20 @@ impl Decoder {
             scratch.extend_from_slice(original);
             scratch.resize(original.len() + simd_json::INPUT_PADDING, 0);
             let mut tape = tape_store.take().unwrap_or_else(Tape::null).reset();
-            let outcome = match simd_json::fill_tape_padded(&mut scratch, original.len(), &mut buffers, &mut tape) {
-                Err(e) => Err((None, format!("not valid JSON ({})", parse_error_kind(&e)))),
-                Ok(()) => {
-                    let line = Line::new(&tape.0, original, buffers.structural_indexes());
-                    self.decode_line(&cx, &mut root, &line)
+            let outcome = if original.iter().all(u8::is_ascii_whitespace) {
+                Err((None, "empty line".to_string()))
+            } else {
+                match simd_json::fill_tape_padded(
+                    &mut scratch,
+                    original.len(),
+                    &mut buffers,
+                    &mut tape,
+                ) {
+                    Err(e) => Err((None, format!("not valid JSON ({})", parse_error_kind(&e)))),
+                    Ok(()) => {
+                        let line = Line::new(&tape.0, original, buffers.structural_indexes());
+                        self.decode_line(&cx, &mut root, &line)
+                    }
                 }
             };
             tape_store = Some(tape.reset());
@@ -116,7 +129,8 @@ impl Decoder {
         }
         let rows = root.len();
         let mut fields = vec![Arc::new(schema::resource_type_field())];
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![self.name.as_str(); rows]))];
+        let mut arrays: Vec<ArrayRef> =
+            vec![Arc::new(StringArray::from(vec![self.name.as_str(); rows]))];
         for (f, a) in root.finish_columns(&self.model) {
             fields.push(Arc::new(f));
             arrays.push(a);
@@ -133,7 +147,11 @@ impl Decoder {
     /// Decode `lines` in batches of at most `batch_rows` lines, in parallel on the current
     /// rayon pool. Batches come back in input order; `Rejected::index` is relative to
     /// `lines`.
-    pub fn decode_parallel<L: AsRef<[u8]> + Sync>(&self, lines: &[L], batch_rows: usize) -> Vec<Decoded> {
+    pub fn decode_parallel<L: AsRef<[u8]> + Sync>(
+        &self,
+        lines: &[L],
+        batch_rows: usize,
+    ) -> Vec<Decoded> {
         let batch_rows = batch_rows.max(1);
         lines
             .par_chunks(batch_rows)
@@ -148,16 +166,32 @@ impl Decoder {
             .collect()
     }
 
-    fn decode_line(&self, cx: &Cx<'_>, root: &mut StructCol, line: &Line<'_, '_>) -> Result<(), (Option<String>, String)> {
+    fn decode_line(
+        &self,
+        cx: &Cx<'_>,
+        root: &mut StructCol,
+        line: &Line<'_, '_>,
+    ) -> Result<(), (Option<String>, String)> {
         let Node::Object { len, .. } = line.tape[0] else {
-            return Err((None, format!("not a JSON object (found {})", line::json_type(&line.tape[0]))));
+            return Err((
+                None,
+                format!(
+                    "not a JSON object (found {})",
+                    line::json_type(&line.tape[0])
+                ),
+            ));
         };
         let id = root_id(line, len);
-        let ty = columns::resource_type_of(&self.model, line, 0).map_err(|e| (id.clone(), e.render(&self.name)))?;
+        let ty = columns::resource_type_of(&self.model, line, 0)
+            .map_err(|e| (id.clone(), e.render(&self.name)))?;
         if ty != self.resource {
             return Err((
                 id,
-                format!("resourceType is {}, expected {}", self.model.ty(ty).name, self.name),
+                format!(
+                    "resourceType is {}, expected {}",
+                    self.model.ty(ty).name,
+                    self.name
+                ),
             ));
         }
         let checkpoint = root.len();
@@ -183,10 +217,24 @@ fn root_id(line: &Line<'_, '_>, len: usize) -> Option<String> {
 
 /// simd-json's error, without the character it stopped at (which is data).
 fn parse_error_kind(e: &simd_json::Error) -> String {
-    let text = format!("{:?}", e.error());
-    // Variants such as `InvalidUtf8` carry no data; those with a payload print it in
-    // parentheses, which we drop.
-    text.split('(').next().unwrap_or("").to_string()
+    use simd_json::ErrorType as E;
+    match e.error() {
+        E::Eof => "unexpected end of line".into(),
+        E::InvalidUtf8 => "invalid UTF-8".into(),
+        E::InvalidEscape | E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => {
+            "invalid string escape".into()
+        }
+        E::InvalidNumber | E::InvalidExponent => "invalid number".into(),
+        E::TrailingData => "more than one JSON value on the line".into(),
+        other => {
+            // Variants with a payload print it in parentheses; drop it (it may be data).
+            let text = format!("{other:?}");
+            format!(
+                "{} error",
+                text.split('(').next().unwrap_or("").to_lowercase()
+            )
+        }
+    }
 }
 
 /// The batch's schema field for `resourceType`.

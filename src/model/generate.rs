@@ -30,7 +30,11 @@ pub enum GenerateError {
 fn read_bundle(dir: &Path, stem: &str) -> Result<Value, GenerateError> {
     let plain = dir.join(format!("{stem}.json"));
     let gz = dir.join(format!("{stem}.json.gz"));
-    let (path, gzipped) = if plain.exists() { (plain, false) } else { (gz, true) };
+    let (path, gzipped) = if plain.exists() {
+        (plain, false)
+    } else {
+        (gz, true)
+    };
     let io = |source| GenerateError::Io {
         path: path.display().to_string(),
         source,
@@ -152,10 +156,9 @@ fn compile(sd: &Value, out: &mut BTreeMap<String, TypeFile>) -> Result<(), Gener
                 elements: vec![],
             });
         }
-        let parent_type = types
-            .iter_mut()
-            .find(|t| t.name == parent)
-            .ok_or_else(|| GenerateError::Shape(format!("{path}: parent {parent} not seen before")))?;
+        let parent_type = types.iter_mut().find(|t| t.name == parent).ok_or_else(|| {
+            GenerateError::Shape(format!("{path}: parent {parent} not seen before"))
+        })?;
         parent_type.elements.push(ElementFile {
             name: name.to_string(),
             many,

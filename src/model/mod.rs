@@ -214,7 +214,10 @@ impl Model {
                         ValueKind::AnyResource
                     } else {
                         let id = *by_name.get(ty.as_str()).ok_or_else(|| {
-                            ModelError::Inconsistent(format!("{}.{} has unknown type {ty}", t.name, e.name))
+                            ModelError::Inconsistent(format!(
+                                "{}.{} has unknown type {ty}",
+                                t.name, e.name
+                            ))
                         })?;
                         match file.types[id as usize].kind {
                             TypeKind::Primitive => ValueKind::Primitive(Primitive::of(ty)),
@@ -285,7 +288,8 @@ impl Model {
         static R4: OnceLock<Arc<Model>> = OnceLock::new();
         R4.get_or_init(|| {
             Arc::new(
-                Model::from_json(R4_MODEL_JSON).expect("the embedded R4 model is checked by the test suite"),
+                Model::from_json(R4_MODEL_JSON)
+                    .expect("the embedded R4 model is checked by the test suite"),
             )
         })
         .clone()

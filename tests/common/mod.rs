@@ -28,7 +28,9 @@ pub fn read_lines(path: &std::path::Path) -> Vec<Vec<u8>> {
     let bytes = if path.extension().is_some_and(|e| e == "gz") {
         use std::io::Read;
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .unwrap();
         out
     } else {
         bytes
