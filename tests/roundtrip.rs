@@ -140,3 +140,16 @@ fn smart_bulk_roundtrip_through_parquet() {
     println!("round-tripped {lines} resources of {files} types through Parquet (SMART bulk)");
     assert_eq!(lines, 7160);
 }
+
+/// The committed fixtures: runs everywhere, with or without ../shared/data.
+#[test]
+fn fixtures_roundtrip_directly_and_through_parquet() {
+    for via_parquet in [false, true] {
+        let (files, lines) = roundtrip_dir(&common::fixtures().join("r4-examples"), via_parquet);
+        println!("round-tripped {lines} resources of {files} types (fixtures/r4-examples, via Parquet: {via_parquet})");
+        assert_eq!((files, lines), (17, 222));
+        let (files, lines) = roundtrip_dir(&common::fixtures().join("smart-bulk"), via_parquet);
+        println!("round-tripped {lines} resources of {files} types (fixtures/smart-bulk, via Parquet: {via_parquet})");
+        assert_eq!((files, lines), (13, 240));
+    }
+}
