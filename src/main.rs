@@ -74,6 +74,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Print to stdout; a closed pipe (`fhirlake schema X | head`) is not an error.
+fn print_stdout(text: &str) -> Result<(), (u8, String)> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err((EXIT_FAILURE, format!("cannot write to stdout: {e}"))),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), (u8, String)> {
     match cli.command {
         Command::Schema {
@@ -88,20 +99,15 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
                     format!("{e}; see `fhirlake schema --help` (types are case-sensitive, e.g. Observation)"),
                 )
             })?;
-            for f in s.fields() {
-                match format {
-                    SchemaFormat::Arrow => println!(
-                        "{}: {}{}",
-                        f.name(),
-                        f.data_type(),
-                        if f.is_nullable() { "" } else { " not null" }
-                    ),
-                    SchemaFormat::Athena => {
-                        println!("`{}` {}", f.name(), schema::hive_type(f.data_type()))
-                    }
-                }
-            }
-            Ok(())
+            let text = match format {
+                SchemaFormat::Arrow => schema::tree(&s),
+                SchemaFormat::Athena => s
+                    .fields()
+                    .iter()
+                    .map(|f| format!("`{}` {}\n", f.name(), schema::hive_type(f.data_type())))
+                    .collect(),
+            };
+            print_stdout(&text)
         }
         Command::Model(ModelCommand::Generate { definitions, out }) => {
             let m = model::generate(&definitions).map_err(|e| (EXIT_USAGE, e.to_string()))?;

@@ -100,21 +100,9 @@ pub fn canonical_fields(model: &Model, ty: TypeId, depth: usize) -> Vec<Field> {
             ValueKind::Struct(t) if depth > 0 => Some(DataType::Struct(
                 canonical_fields(model, t, depth - 1).into(),
             )),
-            ValueKind::AnyResource if depth > 0 => Some(DataType::Struct(
-                model
-                    .resource_types
-                    .iter()
-                    .filter_map(|r| model.resource(r))
-                    .map(|t| {
-                        Field::new(
-                            model.ty(t).name.as_str(),
-                            DataType::Struct(canonical_fields(model, t, depth - 1).into()),
-                            true,
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .into(),
-            )),
+            // One member per resource type that occurs, each typed like that type's own
+            // table; listing all 146 here would make the schema unreadable.
+            ValueKind::AnyResource => Some(DataType::Struct(Fields::empty())),
             _ => None,
         };
         let Some(value) = value else { continue };
@@ -338,6 +326,45 @@ fn merge_union(model: &Model, a: &Fields, b: &Fields, path: &str) -> Result<Fiel
         out.push(field);
     }
     Ok(out.into())
+}
+
+/// An indented, one-field-per-line view of a schema, for people.
+pub fn tree(schema: &Schema) -> String {
+    fn walk(fields: &Fields, indent: usize, out: &mut String) {
+        for f in fields {
+            let (list, dt) = match f.data_type() {
+                DataType::List(item) => (true, item.data_type()),
+                dt => (false, dt),
+            };
+            let shown = match dt {
+                DataType::Struct(_) => "struct".to_string(),
+                DataType::Timestamp(_, _) => "timestamp(ms, UTC)".to_string(),
+                DataType::Decimal128(p, s) => format!("decimal({p},{s})"),
+                DataType::Utf8 => "string".to_string(),
+                other => other.to_string().to_lowercase(),
+            };
+            let shown = if list {
+                format!("list<{shown}>")
+            } else {
+                shown
+            };
+            let req = if f.is_nullable() { "" } else { " (required)" };
+            out.push_str(&format!("{:indent$}{} {shown}{req}\n", "", f.name()));
+            if let DataType::Struct(children) = dt {
+                if children.is_empty() {
+                    out.push_str(&format!(
+                        "{:w$}(one struct per resource type that occurs, typed as that type's table)\n",
+                        "",
+                        w = indent + 2
+                    ));
+                }
+                walk(children, indent + 2, out);
+            }
+        }
+    }
+    let mut out = String::new();
+    walk(schema.fields(), 0, &mut out);
+    out
 }
 
 /// The Athena (Hive DDL) type of an Arrow type written by fhirlake.
