@@ -70,13 +70,21 @@ impl StructEnc<'_> {
             if !is_valid(*nulls, row) {
                 continue;
             }
+            let mark = out.len();
             if !first {
                 out.push(',');
             }
-            first = false;
             write_json_string(name, out);
             out.push(':');
+            let value_at = out.len();
             enc.write(row, out);
+            // A struct with no values is an absent element (FHIR forbids `{}`); tables
+            // written by Spark-based tools hold such structs for every absent element.
+            if &out[value_at..] == "{}" {
+                out.truncate(mark);
+                continue;
+            }
+            first = false;
         }
         if let Some(u) = self.unmapped {
             if u.is_valid(row) {
