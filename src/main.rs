@@ -1,21 +1,35 @@
 //! The `fhirlake` command: a thin layer over the library.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use fhirlake::convert::{self, ConvertOptions, Partitioning, RejectLimit};
+use fhirlake::manifest::{self, PlanOptions};
 use fhirlake::model::{self, Model};
+use fhirlake::report::human_bytes;
 use fhirlake::schema;
+use fhirlake::sink::Codec;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Exit codes (documented in the README).
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
+const EXIT_REJECTED: u8 = 3;
 
 #[derive(Parser)]
 #[command(
     name = "fhirlake",
     version,
     about = "Turn FHIR bulk-export NDJSON into typed, lossless Parquet",
-    after_help = "Examples:\n  fhirlake schema Observation\n  fhirlake schema Patient --format athena --depth 3\n  fhirlake model generate ../shared/data/fhir-r4 --out schemas/r4/model.json"
+    after_help = "Examples:
+  fhirlake convert export-status.json --out ./lake
+  fhirlake convert ./my-export-folder --out ./lake --max-rejected 0.1%
+  fhirlake inspect describe-fhir-export-job.json
+  fhirlake schema Observation --format athena
+  fhirlake to-ndjson ./lake/Patient --out ./roundtrip
+
+Exit codes: 0 success; 1 failure; 2 usage or input error; 3 finished, but more lines
+were rejected than --max-rejected allows.
+Logging: RUST_LOG=fhirlake=debug (logs never contain resource contents)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,6 +38,72 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Convert an export into partitioned Parquet: one table per resource type.
+    ///
+    /// INPUT is a HealthLake export status JSON (GET .../export/<jobId>), a
+    /// describe-fhir-export-job output, a FHIR Bulk Data manifest, a folder of NDJSON files
+    /// (.ndjson, .jsonl, optionally .gz, at any depth) or one such file.
+    ///
+    /// Writes DEST/<Type>/export=<id>/part-NNNNN.parquet, rejected lines to
+    /// DEST/_quarantine/export=<id>/<Type>.ndjson and the run report to
+    /// DEST/_runs/<id>.json. A re-run of the same export replaces its partition.
+    #[command(after_help = "Examples:
+  fhirlake convert fixtures/healthlake-sample/export-status.json --out ./lake
+  fhirlake convert ./export --out ./lake --partition none --compression snappy
+  fhirlake convert manifest.json --local-root /data/copy --out ./lake --max-rejected 100")]
+    Convert {
+        /// Manifest, export folder or NDJSON file.
+        input: PathBuf,
+        /// Destination folder of the lakehouse.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Where local copies of the manifest's s3:// or https:// files are (default: the
+        /// manifest's folder). Each URL is looked up by the longest tail of its path.
+        #[arg(long)]
+        local_root: Option<PathBuf>,
+        /// The export id in partition paths and the report (default: the job id, else the
+        /// manifest's transactionTime, else the folder's name).
+        #[arg(long)]
+        export_id: Option<String>,
+        /// `export`: DEST/<Type>/export=<id>/; `none`: DEST/<Type>/.
+        #[arg(long, value_enum, default_value_t = Partitioning::Export)]
+        partition: Partitioning,
+        #[arg(long, value_enum, default_value_t = Codec::Zstd)]
+        compression: Codec,
+        /// Roll to a new Parquet file at this size.
+        #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+        target_file_size: u64,
+        /// Rejected lines allowed before the exit code is 3: a count or a percentage of
+        /// lines (e.g. 0.5%). The run completes and commits either way.
+        #[arg(long, default_value = "0")]
+        max_rejected: RejectLimit,
+        /// Peak memory to plan for; queues and buffers are sized from it.
+        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+        memory_limit: u64,
+        /// Decoding threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Keep elements unknown to FHIR R4 in `_unmapped` JSON columns instead of
+        /// rejecting their lines.
+        #[arg(long)]
+        keep_unknown: bool,
+        /// No progress and no summary.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Show what convert would read: files, resource types, bytes, manifest counts.
+    Inspect {
+        input: PathBuf,
+        #[arg(long)]
+        local_root: Option<PathBuf>,
+    },
+    /// Regenerate FHIR NDJSON from Parquet written by convert (a file or table folder).
+    ToNdjson {
+        input: PathBuf,
+        /// Folder to write <ResourceType>.ndjson into.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
     /// Print the canonical schema of a resource type.
     ///
     /// FHIR recurses (Extension.extension, Questionnaire.item.item), so the full schema is
@@ -63,8 +143,35 @@ enum SchemaFormat {
     Athena,
 }
 
+/// `256MiB`, `1GiB`, `500MB`, `1048576`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size such as 256MiB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1048576.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1073741824.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1099511627776.0,
+        _ => return Err(format!("`{s}`: unknown unit (use B, KB, KiB, MB, MiB, GB, GiB)")),
+    };
+    Ok((n * mult) as u64)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "fhirlake=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, msg)) => {
@@ -87,6 +194,105 @@ fn print_stdout(text: &str) -> Result<(), (u8, String)> {
 
 fn run(cli: Cli) -> Result<(), (u8, String)> {
     match cli.command {
+        Command::Convert {
+            input,
+            out,
+            local_root,
+            export_id,
+            partition,
+            compression,
+            target_file_size,
+            max_rejected,
+            memory_limit,
+            threads,
+            keep_unknown,
+            quiet,
+        } => {
+            let plan = manifest::plan(&input, &PlanOptions { local_root, export_id })
+                .map_err(|e| (EXIT_USAGE, e.to_string()))?;
+            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let mut opts = ConvertOptions::for_memory(out.clone(), memory_limit, threads);
+            opts.partition = partition;
+            opts.sink.codec = compression;
+            opts.sink.target_file_bytes = target_file_size.max(1 << 20);
+            opts.max_rejected = max_rejected;
+            opts.keep_unknown = keep_unknown;
+            opts.quiet = quiet;
+            tracing::info!(files = plan.files.len(), export_id = %plan.export_id, "converting");
+            let outcome = convert::convert(&plan, &input.display().to_string(), &opts)
+                .map_err(|e| (EXIT_FAILURE, e.to_string()))?;
+            if !quiet {
+                eprint!("{}", outcome.report.summary());
+                eprintln!(
+                    "tables in {}; report {}",
+                    out.display(),
+                    out.join("_runs").join(format!("{}.json", plan.export_id)).display()
+                );
+            }
+            if outcome.over_threshold {
+                return Err((
+                    EXIT_REJECTED,
+                    format!(
+                        "{} of {} lines rejected, over --max-rejected; see {}",
+                        outcome.report.totals.rejected,
+                        outcome.report.totals.lines,
+                        out.join(outcome.report.quarantine.as_deref().unwrap_or("_quarantine")).display()
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        Command::Inspect { input, local_root } => {
+            let plan = manifest::plan(&input, &PlanOptions { local_root, export_id: None })
+                .map_err(|e| (EXIT_USAGE, e.to_string()))?;
+            let mut text = format!(
+                "input: {} ({})\nexport id: {}\n",
+                input.display(),
+                serde_json::to_value(plan.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                plan.export_id
+            );
+            if let Some(t) = &plan.transaction_time {
+                text.push_str(&format!("transaction time: {t}\n"));
+            }
+            if let Some(s) = &plan.job_status {
+                text.push_str(&format!("job status: {s}\n"));
+            }
+            let mut by_type: std::collections::BTreeMap<(String, String), (u64, u64, Option<u64>)> = Default::default();
+            for f in &plan.files {
+                let role = format!("{:?}", f.role).to_lowercase();
+                let e = by_type.entry((role, f.resource_type.clone())).or_insert((0, 0, Some(0)));
+                e.0 += 1;
+                e.1 += f.bytes;
+                e.2 = match (e.2, f.count) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    _ => None,
+                };
+            }
+            text.push_str(&format!("{:<8} {:<28} {:>6} {:>12} {:>10}\n", "role", "resource type", "files", "bytes", "count"));
+            for ((role, rt), (n, bytes, count)) in &by_type {
+                let count = count.map_or("-".to_string(), |c| c.to_string());
+                text.push_str(&format!("{role:<8} {rt:<28} {n:>6} {:>12} {count:>10}\n", human_bytes(*bytes)));
+            }
+            text.push_str(&format!(
+                "total: {} files, {}\n",
+                plan.files.len(),
+                human_bytes(plan.total_bytes())
+            ));
+            for d in &plan.deleted {
+                text.push_str(&format!("deleted (recorded, not applied): {}\n", d.url));
+            }
+            print_stdout(&text)
+        }
+        Command::ToNdjson { input, out } => {
+            let counts = fhirlake::to_ndjson::to_ndjson(&input, &out).map_err(|e| match e {
+                fhirlake::to_ndjson::ToNdjsonError::Input { .. } => (EXIT_USAGE, e.to_string()),
+                other => (EXIT_FAILURE, other.to_string()),
+            })?;
+            for (rt, n) in counts {
+                eprintln!("{rt}: {n} resources -> {}", out.join(format!("{rt}.ndjson")).display());
+            }
+            Ok(())
+        }
         Command::Schema {
             resource_type,
             depth,

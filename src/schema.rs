@@ -387,3 +387,53 @@ pub fn hive_type(dt: &DataType) -> String {
         other => other.to_string().to_lowercase(),
     }
 }
+
+/// Cast `batch` to `target`, a wider schema of the same table (a [`merge`] of its own):
+/// columns it lacks are added as nulls, nested structs and lists included.
+pub fn widen(batch: &arrow_array::RecordBatch, target: &std::sync::Arc<Schema>) -> arrow_array::RecordBatch {
+    use arrow_array::{new_null_array, RecordBatch, RecordBatchOptions};
+    if batch.schema().fields() == target.fields() {
+        return batch.clone();
+    }
+    let columns = target
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(col) => widen_array(col, f.data_type()),
+            None => new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    RecordBatch::try_new_with_options(
+        target.clone(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+    .expect("a merged schema holds every column of the batch, with the same types")
+}
+
+fn widen_array(array: &arrow_array::ArrayRef, target: &DataType) -> arrow_array::ArrayRef {
+    use arrow_array::cast::AsArray;
+    use arrow_array::{new_null_array, Array, ArrayRef, ListArray, StructArray};
+    if array.data_type() == target {
+        return array.clone();
+    }
+    match target {
+        DataType::Struct(fields) => {
+            let s = array.as_struct();
+            let columns: Vec<ArrayRef> = fields
+                .iter()
+                .map(|f| match s.column_by_name(f.name()) {
+                    Some(c) => widen_array(c, f.data_type()),
+                    None => new_null_array(f.data_type(), s.len()),
+                })
+                .collect();
+            std::sync::Arc::new(StructArray::new(fields.clone(), columns, s.nulls().cloned()))
+        }
+        DataType::List(item) => {
+            let l = array.as_list::<i32>();
+            let values = widen_array(l.values(), item.data_type());
+            std::sync::Arc::new(ListArray::new(item.clone(), l.offsets().clone(), values, l.nulls().cloned()))
+        }
+        _ => array.clone(),
+    }
+}

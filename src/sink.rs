@@ -1,0 +1,239 @@
+//! Parquet out: one table's batches written as `part-NNNNN.parquet` files.
+//!
+//! Batches arrive with sparse schemas (only the fields their rows use). The writer buffers
+//! the first batches, opens a file with the union of their schemas, and widens later
+//! batches to it; a batch bringing a field the file lacks closes the file and the next one
+//! opens with the wider schema. All files of a table therefore merge by union. Files roll
+//! at the target size; row groups are flushed by size, so memory stays bounded.
+
+use crate::model::Model;
+use crate::schema;
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Compression codec of the Parquet files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    Zstd,
+    Snappy,
+    Gzip,
+    None,
+}
+
+impl Codec {
+    fn parquet(self) -> Compression {
+        match self {
+            Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(1).expect("1 is a valid zstd level")),
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::Gzip => Compression::GZIP(Default::default()),
+            Codec::None => Compression::UNCOMPRESSED,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    pub codec: Codec,
+    /// Roll to a new file once a file reaches this size.
+    pub target_file_bytes: u64,
+    /// Flush a row group once its encoded size reaches this.
+    pub row_group_bytes: usize,
+    /// Buffer this much before opening the first file, to learn the table's fields.
+    pub buffer_bytes: usize,
+}
+
+/// One written file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutputFile {
+    /// File name within the table's partition folder.
+    pub name: String,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot write {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("cannot write Parquet {path}: {source}")]
+    Parquet {
+        path: String,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{0}")]
+    Schema(#[from] schema::SchemaError),
+}
+
+struct OpenFile {
+    writer: ArrowWriter<File>,
+    path: PathBuf,
+    name: String,
+    rows: u64,
+}
+
+/// Writes one table into a folder.
+pub struct TableWriter {
+    dir: PathBuf,
+    resource_type: String,
+    model: Arc<Model>,
+    settings: SinkSettings,
+    schema: Option<Arc<Schema>>,
+    pending: Vec<RecordBatch>,
+    pending_bytes: usize,
+    open: Option<OpenFile>,
+    files: Vec<OutputFile>,
+}
+
+impl TableWriter {
+    pub fn new(dir: &Path, resource_type: &str, model: Arc<Model>, settings: SinkSettings) -> TableWriter {
+        TableWriter {
+            dir: dir.to_path_buf(),
+            resource_type: resource_type.to_string(),
+            model,
+            settings,
+            schema: None,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            open: None,
+            files: Vec::new(),
+        }
+    }
+
+    /// Bytes held in memory: buffered batches and the open row group.
+    pub fn buffered_bytes(&self) -> usize {
+        self.pending_bytes + self.open.as_ref().map_or(0, |o| o.writer.in_progress_size())
+    }
+
+    pub fn write(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.schema.is_none() {
+            self.pending_bytes += batch.get_array_memory_size();
+            self.pending.push(batch);
+            if self.pending_bytes >= self.settings.buffer_bytes {
+                self.flush_pending()?;
+            }
+            return Ok(());
+        }
+        self.write_widened(batch)
+    }
+
+    fn flush_pending(&mut self) -> Result<(), SinkError> {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let mut merged: Option<Schema> = None;
+        for b in &pending {
+            merged = Some(match merged {
+                None => b.schema().as_ref().clone(),
+                Some(m) => schema::merge(&self.model, &self.resource_type, &m, &b.schema())?,
+            });
+        }
+        if let Some(m) = merged {
+            self.schema = Some(Arc::new(m));
+        }
+        for b in pending {
+            self.write_widened(b)?;
+        }
+        Ok(())
+    }
+
+    fn write_widened(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
+        let current = self.schema.clone().expect("schema set before writing");
+        let target = if batch.schema().fields() == current.fields() {
+            current
+        } else {
+            let merged = Arc::new(schema::merge(&self.model, &self.resource_type, &current, &batch.schema())?);
+            if merged.fields() != current.fields() {
+                // A field this file lacks: finish it; the next file has the wider schema.
+                self.close_file()?;
+                self.schema = Some(merged.clone());
+            }
+            merged
+        };
+        let batch = schema::widen(&batch, &target);
+        if self.open.is_none() {
+            self.open_file(&target)?;
+        }
+        let open = self.open.as_mut().expect("file opened above");
+        let perr = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| SinkError::Parquet { path, source }
+        };
+        open.writer.write(&batch).map_err(perr(&open.path))?;
+        open.rows += batch.num_rows() as u64;
+        let size = open.writer.bytes_written() as u64 + open.writer.in_progress_size() as u64;
+        if size >= self.settings.target_file_bytes {
+            self.close_file()?;
+        }
+        Ok(())
+    }
+
+    fn open_file(&mut self, schema: &Arc<Schema>) -> Result<(), SinkError> {
+        let name = format!("part-{:05}.parquet", self.files.len());
+        let path = self.dir.join(&name);
+        let file = File::create(&path).map_err(|source| SinkError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let props = WriterProperties::builder()
+            .set_compression(self.settings.codec.parquet())
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(1 << 20))
+            .set_max_row_group_bytes(Some(self.settings.row_group_bytes.max(1)))
+            .set_created_by(format!("fhirlake {}", env!("CARGO_PKG_VERSION")))
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new("fhir.resourceType".to_string(), self.resource_type.clone()),
+                KeyValue::new("fhir.version".to_string(), self.model.fhir_version.clone()),
+            ]))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| SinkError::Parquet {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.open = Some(OpenFile {
+            writer,
+            path,
+            name,
+            rows: 0,
+        });
+        Ok(())
+    }
+
+    fn close_file(&mut self) -> Result<(), SinkError> {
+        let Some(open) = self.open.take() else { return Ok(()) };
+        open.writer.close().map_err(|source| SinkError::Parquet {
+            path: open.path.display().to_string(),
+            source,
+        })?;
+        let bytes = std::fs::metadata(&open.path)
+            .map_err(|source| SinkError::Io {
+                path: open.path.display().to_string(),
+                source,
+            })?
+            .len();
+        self.files.push(OutputFile {
+            name: open.name,
+            bytes,
+            rows: open.rows,
+        });
+        Ok(())
+    }
+
+    /// Write what is buffered and close the last file.
+    pub fn finish(mut self) -> Result<Vec<OutputFile>, SinkError> {
+        if self.schema.is_none() {
+            self.flush_pending()?;
+        }
+        self.close_file()?;
+        Ok(self.files)
+    }
+}
