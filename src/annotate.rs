@@ -246,7 +246,6 @@ pub fn format_utc_ms(ms: i64) -> String {
     )
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -121,9 +121,15 @@ impl ConvertOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     #[error("cannot read {file}: {source}")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
     #[error("{0}")]
@@ -162,7 +168,10 @@ impl Layout {
     /// The published folder of a table (or `_quarantine`).
     fn final_dir(&self, folder: &str) -> PathBuf {
         match self.partition {
-            Partitioning::Export => self.out.join(folder).join(format!("export={}", self.export_id)),
+            Partitioning::Export => self
+                .out
+                .join(folder)
+                .join(format!("export={}", self.export_id)),
             Partitioning::None => self.out.join(folder),
         }
     }
@@ -178,14 +187,20 @@ impl Layout {
     }
     fn hidden(&self, folder: &str, what: &str) -> PathBuf {
         match self.partition {
-            Partitioning::Export => self.out.join(folder).join(format!(".export={}.{what}", self.export_id)),
+            Partitioning::Export => self
+                .out
+                .join(folder)
+                .join(format!(".export={}.{what}", self.export_id)),
             Partitioning::None => self.out.join(format!(".{folder}.{what}")),
         }
     }
     /// Remove hidden folders left by interrupted runs of this export.
     fn clean_leftovers(&self, folder: &str) {
         let (parent, prefix) = match self.partition {
-            Partitioning::Export => (self.out.join(folder), format!(".export={}.", self.export_id)),
+            Partitioning::Export => (
+                self.out.join(folder),
+                format!(".export={}.", self.export_id),
+            ),
             Partitioning::None => (self.out.clone(), format!(".{folder}.")),
         };
         if let Ok(entries) = std::fs::read_dir(&parent) {
@@ -317,7 +332,16 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
         let t0 = Instant::now();
         let bytes: u64 = table.files.iter().map(|(_, f)| f.bytes).sum();
         progress.start_table(&table.folder, bytes);
-        let outputs = convert_table(table, &model, opts, &pool, &staged, &mut file_reports, &mut quarantine, &progress)?;
+        let outputs = convert_table(
+            table,
+            &model,
+            opts,
+            &pool,
+            &staged,
+            &mut file_reports,
+            &mut quarantine,
+            &progress,
+        )?;
         any_quarantined |= quarantine.finish()?;
         let mut tr = TableReport {
             resource_type: table.resource_type.clone(),
@@ -379,8 +403,15 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
         quarantine: any_quarantined.then(|| layout.rel_final("_quarantine")),
     };
     report.reconcile();
-    let over = opts.max_rejected.exceeded(report.totals.rejected, report.totals.lines);
-    report.status = if over { "rejected-over-threshold" } else { "succeeded" }.into();
+    let over = opts
+        .max_rejected
+        .exceeded(report.totals.rejected, report.totals.lines);
+    report.status = if over {
+        "rejected-over-threshold"
+    } else {
+        "succeeded"
+    }
+    .into();
     write_report(&opts.out, &plan.export_id, &report)?;
     Ok(Outcome {
         report,
@@ -435,14 +466,21 @@ fn convert_table(
 
     // Stage 1: the reader.
     let (chunk_tx, chunk_rx) = sync_channel::<Result<Chunk, ConvertError>>(opts.window);
-    let files: Vec<(usize, InputFile)> = table.files.iter().map(|(i, f)| (*i, (*f).clone())).collect();
+    let files: Vec<(usize, InputFile)> = table
+        .files
+        .iter()
+        .map(|(i, f)| (*i, (*f).clone()))
+        .collect();
     let chunk_bytes = opts.chunk_bytes;
     let reader = std::thread::spawn(move || {
         for (index, file) in files {
             let mut lr = match LineReader::open(index, &file, chunk_bytes) {
                 Ok(r) => r,
                 Err(source) => {
-                    let _ = chunk_tx.send(Err(ConvertError::Read { file: file.name.clone(), source }));
+                    let _ = chunk_tx.send(Err(ConvertError::Read {
+                        file: file.name.clone(),
+                        source,
+                    }));
                     return;
                 }
             };
@@ -455,7 +493,10 @@ fn convert_table(
                     }
                     Ok(None) => break,
                     Err(source) => {
-                        let _ = chunk_tx.send(Err(ConvertError::Read { file: file.name.clone(), source }));
+                        let _ = chunk_tx.send(Err(ConvertError::Read {
+                            file: file.name.clone(),
+                            source,
+                        }));
                         return;
                     }
                 }
@@ -465,22 +506,38 @@ fn convert_table(
 
     // Stage 3: the writer.
     let (batch_tx, batch_rx) = sync_channel::<arrow_array::RecordBatch>(opts.window);
-    let mut writer = TableWriter::new(staged, &table.resource_type, model.clone(), opts.sink.clone());
-    let writer_thread = std::thread::spawn(move || -> Result<Vec<crate::sink::OutputFile>, ConvertError> {
-        for batch in batch_rx {
-            writer.write(batch)?;
-        }
-        Ok(writer.finish()?)
-    });
+    let mut writer = TableWriter::new(
+        staged,
+        &table.resource_type,
+        model.clone(),
+        opts.sink.clone(),
+    );
+    let writer_thread = std::thread::spawn(
+        move || -> Result<Vec<crate::sink::OutputFile>, ConvertError> {
+            for batch in batch_rx {
+                writer.write(batch)?;
+            }
+            Ok(writer.finish()?)
+        },
+    );
 
     // Stage 2: decode windows of chunks in parallel, hand batches on in order.
-    let result = decode_loop(&chunk_rx, opts.window, &decoder, pool, &batch_tx, file_reports, quarantine, progress);
+    let result = decode_loop(
+        &chunk_rx,
+        opts.window,
+        &decoder,
+        pool,
+        &batch_tx,
+        file_reports,
+        quarantine,
+        progress,
+    );
     drop(batch_tx);
     drop(chunk_rx);
     let _ = reader.join();
-    let written = writer_thread
-        .join()
-        .map_err(|_| ConvertError::Setup("the Parquet writer thread stopped unexpectedly".into()))?;
+    let written = writer_thread.join().map_err(|_| {
+        ConvertError::Setup("the Parquet writer thread stopped unexpectedly".into())
+    })?;
     result?;
     written
 }
@@ -504,7 +561,12 @@ fn decode_loop(
         if chunks.is_empty() {
             return Ok(());
         }
-        let decoded: Vec<_> = pool.install(|| chunks.par_iter().map(|c| decoder.decode(&c.line_slices())).collect());
+        let decoded: Vec<_> = pool.install(|| {
+            chunks
+                .par_iter()
+                .map(|c| decoder.decode(&c.line_slices()))
+                .collect()
+        });
         for (chunk, d) in chunks.iter().zip(decoded) {
             let fr = &mut file_reports[chunk.file];
             let lines = chunk.lines.len() as u64;
@@ -524,7 +586,10 @@ fn decode_loop(
                 });
                 match std::str::from_utf8(raw) {
                     Ok(text) => record["raw"] = text.into(),
-                    Err(_) => record["rawBase64"] = base64::engine::general_purpose::STANDARD.encode(raw).into(),
+                    Err(_) => {
+                        record["rawBase64"] =
+                            base64::engine::general_purpose::STANDARD.encode(raw).into()
+                    }
                 }
                 quarantine.write(&record)?;
             }

@@ -102,7 +102,10 @@ pub enum ManifestError {
     #[error("{path}: {message}")]
     Input { path: String, message: String },
     #[error("cannot read {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 fn input_err(path: &Path, message: impl Into<String>) -> ManifestError {
@@ -121,7 +124,13 @@ fn is_ndjson(name: &str) -> bool {
 /// Make a value safe as a Hive partition value and a file name.
 pub fn sanitize_id(raw: &str) -> String {
     raw.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect::<String>()
         .trim_matches('-')
         .to_string()
@@ -136,7 +145,10 @@ pub fn plan(path: &Path, opts: &PlanOptions) -> Result<Plan, ManifestError> {
     let mut plan = if meta.is_dir() {
         folder_plan(path)?
     } else {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if is_ndjson(name) {
             let file = local_file(path, None, Role::Output, None)?;
             Plan {
@@ -154,15 +166,19 @@ pub fn plan(path: &Path, opts: &PlanOptions) -> Result<Plan, ManifestError> {
     if let Some(id) = &opts.export_id {
         let clean = sanitize_id(id);
         if clean.is_empty() {
-            return Err(input_err(Path::new(id), "--export-id must contain letters or digits"));
+            return Err(input_err(
+                Path::new(id),
+                "--export-id must contain letters or digits",
+            ));
         }
         plan.export_id = clean;
     }
     if plan.export_id.is_empty() {
         plan.export_id = "export".into();
     }
-    plan.files
-        .sort_by(|a, b| (a.role as u8, &a.resource_type, &a.name).cmp(&(b.role as u8, &b.resource_type, &b.name)));
+    plan.files.sort_by(|a, b| {
+        (a.role as u8, &a.resource_type, &a.name).cmp(&(b.role as u8, &b.resource_type, &b.name))
+    });
     Ok(plan)
 }
 
@@ -201,12 +217,18 @@ fn folder_plan(dir: &Path) -> Result<Plan, ManifestError> {
     })
 }
 
-fn walk(dir: &Path, f: &mut dyn FnMut(&Path) -> Result<(), ManifestError>) -> Result<(), ManifestError> {
+fn walk(
+    dir: &Path,
+    f: &mut dyn FnMut(&Path) -> Result<(), ManifestError>,
+) -> Result<(), ManifestError> {
     let io = |source| ManifestError::Io {
         path: dir.display().to_string(),
         source,
     };
-    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(io)?.collect::<Result<_, _>>().map_err(io)?;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let p = e.path();
@@ -229,7 +251,10 @@ fn type_from_name(path: &str) -> Option<String> {
     let model = crate::model::Model::r4();
     let mut parts = path.rsplit(['/', '\\']);
     let file = parts.next().unwrap_or_default();
-    let stem: String = file.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let stem: String = file
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
     if model.resource(&stem).is_some() {
         return Some(stem);
     }
@@ -248,15 +273,32 @@ fn type_from_first_line(path: &Path) -> Option<String> {
     };
     let mut line = Vec::new();
     // Resource types sit near the start; do not read a huge line whole.
-    BufReader::new(reader.take(1 << 20)).read_until(b'\n', &mut line).ok()?;
+    BufReader::new(reader.take(1 << 20))
+        .read_until(b'\n', &mut line)
+        .ok()?;
     let text = String::from_utf8_lossy(&line);
     let at = text.find("\"resourceType\"")?;
-    let rest = text[at + 14..].trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
-    let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
-    crate::model::Model::r4().resource(&name).is_some().then_some(name)
+    let rest = text[at + 14..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    crate::model::Model::r4()
+        .resource(&name)
+        .is_some()
+        .then_some(name)
 }
 
-fn local_file(path: &Path, declared: Option<&str>, role: Role, count: Option<u64>) -> Result<InputFile, ManifestError> {
+fn local_file(
+    path: &Path,
+    declared: Option<&str>,
+    role: Role,
+    count: Option<u64>,
+) -> Result<InputFile, ManifestError> {
     let meta = std::fs::metadata(path).map_err(|source| ManifestError::Io {
         path: path.display().to_string(),
         source,
@@ -276,7 +318,10 @@ fn local_file(path: &Path, declared: Option<&str>, role: Role, count: Option<u64
             })?,
     };
     if crate::model::Model::r4().resource(&resource_type).is_none() {
-        return Err(input_err(path, format!("{resource_type} is not a FHIR R4 resource type")));
+        return Err(input_err(
+            path,
+            format!("{resource_type} is not a FHIR R4 resource type"),
+        ));
     }
     Ok(InputFile {
         location: Location::Local(path.to_path_buf()),
@@ -295,8 +340,13 @@ pub fn resolve_local(url: &str, root: &Path) -> Option<PathBuf> {
         None => url,
     };
     let path = path.split(['?', '#']).next().unwrap_or(path);
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != "..").collect();
-    (0..parts.len()).map(|skip| root.join(parts[skip..].join("/"))).find(|c| c.is_file())
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != "..")
+        .collect();
+    (0..parts.len())
+        .map(|skip| root.join(parts[skip..].join("/")))
+        .find(|c| c.is_file())
 }
 
 fn manifest_plan(path: &Path, opts: &PlanOptions) -> Result<Plan, ManifestError> {
@@ -334,11 +384,20 @@ fn manifest_plan(path: &Path, opts: &PlanOptions) -> Result<Plan, ManifestError>
         .and_then(Value::as_str)
         .map(str::to_string);
     check_job_status(path, job_status.as_deref())?;
-    let transaction_time = doc.get("transactionTime").and_then(Value::as_str).map(str::to_string);
+    let transaction_time = doc
+        .get("transactionTime")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let mut files = Vec::new();
-    for (role, entries) in [(Role::Output, Some(output)), (Role::Error, doc.get("error").and_then(Value::as_array))] {
+    for (role, entries) in [
+        (Role::Output, Some(output)),
+        (Role::Error, doc.get("error").and_then(Value::as_array)),
+    ] {
         for entry in entries.into_iter().flatten() {
-            let url = entry.get("url").and_then(Value::as_str).ok_or_else(|| input_err(path, "an output entry has no `url`"))?;
+            let url = entry
+                .get("url")
+                .and_then(Value::as_str)
+                .ok_or_else(|| input_err(path, "an output entry has no `url`"))?;
             let local = resolve_local(url, &root).ok_or_else(|| {
                 input_err(
                     path,
@@ -400,7 +459,8 @@ fn check_job_status(path: &Path, status: Option<&str>) -> Result<(), ManifestErr
 fn describe_job_plan(path: &Path, props: &Value, root: &Path) -> Result<Plan, ManifestError> {
     let get = |k: &str| props.get(k).and_then(Value::as_str);
     let job_id = get("JobId").ok_or_else(|| input_err(path, "ExportJobProperties has no JobId"))?;
-    let datastore = get("DatastoreId").ok_or_else(|| input_err(path, "ExportJobProperties has no DatastoreId"))?;
+    let datastore = get("DatastoreId")
+        .ok_or_else(|| input_err(path, "ExportJobProperties has no DatastoreId"))?;
     let status = get("JobStatus").map(str::to_string);
     check_job_status(path, status.as_deref())?;
     let out = props.get("OutputDataConfig");
@@ -409,7 +469,12 @@ fn describe_job_plan(path: &Path, props: &Value, root: &Path) -> Result<Plan, Ma
         .and_then(|c| c.get("S3Uri"))
         .or_else(|| out.and_then(|o| o.get("S3Uri")))
         .and_then(Value::as_str)
-        .ok_or_else(|| input_err(path, "ExportJobProperties has no OutputDataConfig.S3Configuration.S3Uri"))?;
+        .ok_or_else(|| {
+            input_err(
+                path,
+                "ExportJobProperties has no OutputDataConfig.S3Configuration.S3Uri",
+            )
+        })?;
     let folder_name = format!("{datastore}-FHIR_EXPORT-{job_id}");
     let trimmed = s3_uri.trim_end_matches('/');
     let job_uri = if trimmed.ends_with(&folder_name) {
@@ -418,7 +483,10 @@ fn describe_job_plan(path: &Path, props: &Value, root: &Path) -> Result<Plan, Ma
         format!("{trimmed}/{folder_name}/")
     };
     // The job folder's local copy: the longest tail of its path under the root.
-    let rel = job_uri.split_once("://").map(|(_, r)| r).unwrap_or(&job_uri);
+    let rel = job_uri
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(&job_uri);
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).skip(1).collect();
     let dir = (0..parts.len())
         .map(|skip| root.join(parts[skip..].join("/")))

@@ -72,9 +72,11 @@ impl Progress {
         if let Mode::Bars { multi, table, .. } = &self.mode {
             let bar = multi.insert(0, ProgressBar::new(bytes));
             bar.set_style(
-                ProgressStyle::with_template("{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             bar.set_prefix(truncate(name, 12));
             if let Ok(mut t) = table.lock() {

@@ -104,10 +104,10 @@ impl RunReport {
             t.output_bytes += table.output_bytes;
         }
         let files_ok = self.files.iter().all(|f| f.lines == f.rows + f.rejected);
-        let tables_ok = self
-            .tables
-            .values()
-            .all(|tb| tb.rows == tb.output_files.iter().map(|o| o.rows).sum::<u64>() && tb.lines == tb.rows + tb.rejected);
+        let tables_ok = self.tables.values().all(|tb| {
+            tb.rows == tb.output_files.iter().map(|o| o.rows).sum::<u64>()
+                && tb.lines == tb.rows + tb.rejected
+        });
         self.reconciled = files_ok && tables_ok && t.lines == t.rows + t.rejected;
         self.totals = t;
     }

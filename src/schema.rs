@@ -390,7 +390,10 @@ pub fn hive_type(dt: &DataType) -> String {
 
 /// Cast `batch` to `target`, a wider schema of the same table (a [`merge`] of its own):
 /// columns it lacks are added as nulls, nested structs and lists included.
-pub fn widen(batch: &arrow_array::RecordBatch, target: &std::sync::Arc<Schema>) -> arrow_array::RecordBatch {
+pub fn widen(
+    batch: &arrow_array::RecordBatch,
+    target: &std::sync::Arc<Schema>,
+) -> arrow_array::RecordBatch {
     use arrow_array::{new_null_array, RecordBatch, RecordBatchOptions};
     if batch.schema().fields() == target.fields() {
         return batch.clone();
@@ -427,12 +430,21 @@ fn widen_array(array: &arrow_array::ArrayRef, target: &DataType) -> arrow_array:
                     None => new_null_array(f.data_type(), s.len()),
                 })
                 .collect();
-            std::sync::Arc::new(StructArray::new(fields.clone(), columns, s.nulls().cloned()))
+            std::sync::Arc::new(StructArray::new(
+                fields.clone(),
+                columns,
+                s.nulls().cloned(),
+            ))
         }
         DataType::List(item) => {
             let l = array.as_list::<i32>();
             let values = widen_array(l.values(), item.data_type());
-            std::sync::Arc::new(ListArray::new(item.clone(), l.offsets().clone(), values, l.nulls().cloned()))
+            std::sync::Arc::new(ListArray::new(
+                item.clone(),
+                l.offsets().clone(),
+                values,
+                l.nulls().cloned(),
+            ))
         }
         _ => array.clone(),
     }

@@ -31,7 +31,9 @@ pub enum Codec {
 impl Codec {
     fn parquet(self) -> Compression {
         match self {
-            Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(1).expect("1 is a valid zstd level")),
+            Codec::Zstd => {
+                Compression::ZSTD(ZstdLevel::try_new(1).expect("1 is a valid zstd level"))
+            }
             Codec::Snappy => Compression::SNAPPY,
             Codec::Gzip => Compression::GZIP(Default::default()),
             Codec::None => Compression::UNCOMPRESSED,
@@ -62,7 +64,10 @@ pub struct OutputFile {
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("cannot write {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write Parquet {path}: {source}")]
     Parquet {
         path: String,
@@ -93,7 +98,12 @@ pub struct TableWriter {
 }
 
 impl TableWriter {
-    pub fn new(dir: &Path, resource_type: &str, model: Arc<Model>, settings: SinkSettings) -> TableWriter {
+    pub fn new(
+        dir: &Path,
+        resource_type: &str,
+        model: Arc<Model>,
+        settings: SinkSettings,
+    ) -> TableWriter {
         TableWriter {
             dir: dir.to_path_buf(),
             resource_type: resource_type.to_string(),
@@ -109,7 +119,11 @@ impl TableWriter {
 
     /// Bytes held in memory: buffered batches and the open row group.
     pub fn buffered_bytes(&self) -> usize {
-        self.pending_bytes + self.open.as_ref().map_or(0, |o| o.writer.in_progress_size())
+        self.pending_bytes
+            + self
+                .open
+                .as_ref()
+                .map_or(0, |o| o.writer.in_progress_size())
     }
 
     pub fn write(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
@@ -151,7 +165,12 @@ impl TableWriter {
         let target = if batch.schema().fields() == current.fields() {
             current
         } else {
-            let merged = Arc::new(schema::merge(&self.model, &self.resource_type, &current, &batch.schema())?);
+            let merged = Arc::new(schema::merge(
+                &self.model,
+                &self.resource_type,
+                &current,
+                &batch.schema(),
+            )?);
             if merged.fields() != current.fields() {
                 // A field this file lacks: finish it; the next file has the wider schema.
                 self.close_file()?;
@@ -195,9 +214,11 @@ impl TableWriter {
                 KeyValue::new("fhir.version".to_string(), self.model.fhir_version.clone()),
             ]))
             .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| SinkError::Parquet {
-            path: path.display().to_string(),
-            source,
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| {
+            SinkError::Parquet {
+                path: path.display().to_string(),
+                source,
+            }
         })?;
         self.open = Some(OpenFile {
             writer,
@@ -209,7 +230,9 @@ impl TableWriter {
     }
 
     fn close_file(&mut self) -> Result<(), SinkError> {
-        let Some(open) = self.open.take() else { return Ok(()) };
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
         open.writer.close().map_err(|source| SinkError::Parquet {
             path: open.path.display().to_string(),
             source,

@@ -44,11 +44,17 @@ pub struct LineReader {
 }
 
 impl LineReader {
-    pub fn open(file_index: usize, file: &InputFile, chunk_bytes: usize) -> std::io::Result<LineReader> {
+    pub fn open(
+        file_index: usize,
+        file: &InputFile,
+        chunk_bytes: usize,
+    ) -> std::io::Result<LineReader> {
         let Location::Local(path) = &file.location;
         let f = std::fs::File::open(path)?;
         let inner: Box<dyn Read + Send> = if file.gzipped() {
-            Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, f)))
+            Box::new(flate2::read::MultiGzDecoder::new(
+                std::io::BufReader::with_capacity(1 << 20, f),
+            ))
         } else {
             Box::new(f)
         };
@@ -104,7 +110,9 @@ impl LineReader {
         let cut = if self.eof {
             data.len()
         } else {
-            memchr::memrchr(b'\n', &data).map(|i| i + 1).unwrap_or(data.len())
+            memchr::memrchr(b'\n', &data)
+                .map(|i| i + 1)
+                .unwrap_or(data.len())
         };
         self.carry = data[cut..].to_vec();
         data.truncate(cut);
@@ -160,7 +168,9 @@ mod tests {
         r.chunk_bytes = size; // below the 1 KiB floor, to exercise carries
         let mut out = Vec::new();
         while let Some(c) = r.next_chunk().unwrap() {
-            let lines = (0..c.lines.len()).map(|i| String::from_utf8(c.line(i).to_vec()).unwrap()).collect();
+            let lines = (0..c.lines.len())
+                .map(|i| String::from_utf8(c.line(i).to_vec()).unwrap())
+                .collect();
             out.push((c.first_line, lines));
         }
         out
@@ -182,7 +192,10 @@ mod tests {
 
     #[test]
     fn bom_trailing_newline_and_empty_input() {
-        let all: Vec<String> = chunks(b"\xEF\xBB\xBF{}\n{}\n", 4096).into_iter().flat_map(|(_, l)| l).collect();
+        let all: Vec<String> = chunks(b"\xEF\xBB\xBF{}\n{}\n", 4096)
+            .into_iter()
+            .flat_map(|(_, l)| l)
+            .collect();
         assert_eq!(all, ["{}", "{}"]);
         assert!(chunks(b"", 4096).is_empty());
     }
@@ -191,7 +204,10 @@ mod tests {
     fn a_line_longer_than_the_chunk_is_kept_whole() {
         let long = "x".repeat(10_000);
         let text = format!("a\n{long}\nb\n");
-        let all: Vec<String> = chunks(text.as_bytes(), 16).into_iter().flat_map(|(_, l)| l).collect();
+        let all: Vec<String> = chunks(text.as_bytes(), 16)
+            .into_iter()
+            .flat_map(|(_, l)| l)
+            .collect();
         assert_eq!(all, ["a".to_string(), long, "b".to_string()]);
     }
 }

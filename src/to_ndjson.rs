@@ -13,14 +13,19 @@ pub enum ToNdjsonError {
     #[error("{path}: {message}")]
     Input { path: String, message: String },
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Parquet files under `input` (a file, or a folder searched at any depth; hidden
 /// folders, such as unfinished staging folders, are skipped).
 pub fn parquet_files(input: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         let mut entries: Vec<_> = entries.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
@@ -74,9 +79,10 @@ pub fn to_ndjson(input: &Path, out: &Path) -> Result<BTreeMap<String, u64>, ToNd
             let batch = batch.map_err(|e| input_err(e.to_string()))?;
             let mut failure = None;
             let mut lines: Vec<(String, String)> = Vec::new();
-            let rt = batch
-                .column_by_name("resourceType")
-                .and_then(|c| arrow_array::cast::AsArray::as_string_opt::<i32>(c.as_ref()).map(|s| s.value(0).to_string()));
+            let rt = batch.column_by_name("resourceType").and_then(|c| {
+                arrow_array::cast::AsArray::as_string_opt::<i32>(c.as_ref())
+                    .map(|s| s.value(0).to_string())
+            });
             encode::write_rows(&model, &batch, |line| {
                 if let Some(rt) = &rt {
                     lines.push((rt.clone(), line.to_string()));
@@ -91,11 +97,14 @@ pub fn to_ndjson(input: &Path, out: &Path) -> Result<BTreeMap<String, u64>, ToNd
                     Some(w) => w,
                     None => {
                         let p = out.join(format!("{rt}.ndjson"));
-                        let f = std::fs::File::create(&p).map_err(|source| ToNdjsonError::Write {
-                            path: p.display().to_string(),
-                            source,
-                        })?;
-                        writers.entry(rt.clone()).or_insert(std::io::BufWriter::new(f))
+                        let f =
+                            std::fs::File::create(&p).map_err(|source| ToNdjsonError::Write {
+                                path: p.display().to_string(),
+                                source,
+                            })?;
+                        writers
+                            .entry(rt.clone())
+                            .or_insert(std::io::BufWriter::new(f))
                     }
                 };
                 w.write_all(line.as_bytes())
