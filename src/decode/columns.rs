@@ -509,7 +509,7 @@ pub(crate) struct StructCol {
     /// The key last seen at each position of an object, and what it resolved to: records
     /// of one export mostly repeat their key order, so one comparison replaces a hash
     /// lookup (profiling showed the lookup at ~17% of decoding).
-    hints: Vec<(Box<str>, Option<(u32, bool)>)>,
+    hints: Vec<(Box<str>, Resolved)>,
 }
 
 impl StructCol {
@@ -796,8 +796,10 @@ impl ResourceCol {
     }
 }
 
-/// The field a JSON key names: `(field index, is the `_name` of a primitive)`.
-fn resolve(td: &crate::model::TypeDef, key: &str) -> Option<(u32, bool)> {
+/// What a JSON key names: `(field index, is it the `_name` of a primitive)`, or nothing.
+type Resolved = Option<(u32, bool)>;
+
+fn resolve(td: &crate::model::TypeDef, key: &str) -> Resolved {
     match td.field(key) {
         Some((fi, _)) => Some((fi, false)),
         None => key
