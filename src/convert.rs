@@ -601,3 +601,21 @@ fn decode_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reject_limits() {
+        let c: RejectLimit = "0".parse().unwrap();
+        assert!(!c.exceeded(0, 10) && c.exceeded(1, 10));
+        let c: RejectLimit = "2".parse().unwrap();
+        assert!(!c.exceeded(2, 10) && c.exceeded(3, 10));
+        let p: RejectLimit = "0.5%".parse().unwrap();
+        assert!(!p.exceeded(5, 1000) && p.exceeded(6, 1000));
+        assert!(!p.exceeded(0, 0));
+        assert!("ten".parse::<RejectLimit>().is_err());
+        assert!("150%".parse::<RejectLimit>().is_err());
+    }
+}
