@@ -593,7 +593,7 @@ fn decode_loop(
                 }
                 quarantine.write(&record)?;
             }
-            progress.advance(chunk.bytes, lines - rejected);
+            progress.advance(chunk.source_bytes, lines - rejected);
             if batch_tx.send(d.batch).is_err() {
                 // The writer stopped: its error is reported when it is joined.
                 return Ok(());

@@ -17,9 +17,26 @@ pub struct Chunk {
     pub data: Vec<u8>,
     /// `(start, end)` of each line in `data`, without its terminator.
     pub lines: Vec<(usize, usize)>,
-    /// Bytes of the file this chunk covers (compressed size is not tracked: these are
-    /// decompressed bytes).
+    /// NDJSON bytes in the chunk (decompressed).
     pub bytes: u64,
+    /// Bytes of the file read since the previous chunk (compressed bytes for `.gz`), for
+    /// progress against file sizes.
+    pub source_bytes: u64,
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 impl Chunk {
@@ -41,6 +58,8 @@ pub struct LineReader {
     next_line: u64,
     eof: bool,
     first: bool,
+    source_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    source_reported: u64,
 }
 
 impl LineReader {
@@ -50,7 +69,11 @@ impl LineReader {
         chunk_bytes: usize,
     ) -> std::io::Result<LineReader> {
         let Location::Local(path) = &file.location;
-        let f = std::fs::File::open(path)?;
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let f = Counting {
+            inner: std::fs::File::open(path)?,
+            count: count.clone(),
+        };
         let inner: Box<dyn Read + Send> = if file.gzipped() {
             Box::new(flate2::read::MultiGzDecoder::new(
                 std::io::BufReader::with_capacity(1 << 20, f),
@@ -58,7 +81,9 @@ impl LineReader {
         } else {
             Box::new(f)
         };
-        Ok(LineReader::new(inner, file_index, chunk_bytes))
+        let mut reader = LineReader::new(inner, file_index, chunk_bytes);
+        reader.source_read = count;
+        Ok(reader)
     }
 
     pub fn new(inner: Box<dyn Read + Send>, file: usize, chunk_bytes: usize) -> LineReader {
@@ -70,6 +95,8 @@ impl LineReader {
             next_line: 1,
             eof: false,
             first: true,
+            source_read: Default::default(),
+            source_reported: 0,
         }
     }
 
@@ -117,6 +144,9 @@ impl LineReader {
         self.carry = data[cut..].to_vec();
         data.truncate(cut);
         let bytes = data.len() as u64;
+        let read = self.source_read.load(std::sync::atomic::Ordering::Relaxed);
+        let source_bytes = read - self.source_reported;
+        self.source_reported = read;
         let mut lines = Vec::new();
         let mut start = 0;
         for nl in memchr::memchr_iter(b'\n', &data) {
@@ -132,6 +162,7 @@ impl LineReader {
             data,
             lines,
             bytes,
+            source_bytes,
         };
         self.next_line += chunk.lines.len() as u64;
         Ok(Some(chunk))
