@@ -316,52 +316,59 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
             manifest_count: f.count,
         })
         .collect();
-    let mut table_reports = BTreeMap::new();
     let quarantine_dir = layout.staging_dir("_quarantine");
     layout.clean_leftovers("_quarantine");
     let mut any_quarantined = false;
 
-    for table in tables.values() {
-        layout.clean_leftovers(&table.folder);
-        let staged = layout.staging_dir(&table.folder);
-        std::fs::create_dir_all(&staged).map_err(write_err(&staged))?;
-        let mut quarantine = Quarantine {
-            path: quarantine_dir.join(format!("{}.ndjson", table.folder)),
-            out: None,
-        };
-        let t0 = Instant::now();
-        let bytes: u64 = table.files.iter().map(|(_, f)| f.bytes).sum();
-        progress.start_table(&table.folder, bytes);
-        let outputs = convert_table(
-            table,
-            &model,
-            opts,
-            &pool,
-            &staged,
-            &mut file_reports,
-            &mut quarantine,
-            &progress,
-        )?;
-        any_quarantined |= quarantine.finish()?;
-        let mut tr = TableReport {
-            resource_type: table.resource_type.clone(),
-            path: layout.rel_final(&table.folder),
-            input_files: table.files.len() as u64,
-            bytes,
-            seconds: t0.elapsed().as_secs_f64(),
-            ..Default::default()
-        };
-        for (i, _) in &table.files {
-            let fr = &file_reports[*i];
-            tr.ndjson_bytes += fr.ndjson_bytes;
-            tr.lines += fr.lines;
-            tr.rows += fr.rows;
-            tr.rejected += fr.rejected;
+    // Large tables one at a time, each using every thread; small ones several at once, so
+    // that an export of many small types keeps the cores busy too.
+    let small_limit = (opts.chunk_bytes * opts.window) as u64;
+    let (small, big): (Vec<&Table>, Vec<&Table>) =
+        tables.values().partition(|t| t.bytes() < small_limit);
+    let ctx = TableContext {
+        model: &model,
+        opts,
+        pool: &pool,
+        layout: &layout,
+        quarantine_dir: &quarantine_dir,
+        progress: &progress,
+    };
+    let mut outcomes = Vec::with_capacity(tables.len());
+    for table in big {
+        outcomes.push(run_table(table, &ctx)?);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..opts.threads.clamp(1, 4) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(table) = small.get(i) else { break };
+                let outcome = run_table(table, &ctx);
+                let failed = outcome.is_err();
+                done.lock()
+                    .expect("no panics while holding the lock")
+                    .push(outcome);
+                if failed {
+                    next.store(small.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+            });
         }
-        tr.output_bytes = outputs.iter().map(|o| o.bytes).sum();
-        tr.output_files = outputs;
-        progress.finish_table(&table.folder, tr.rows, tr.rejected);
-        table_reports.insert(table.folder.clone(), tr);
+    });
+    for outcome in done.into_inner().expect("workers finished") {
+        outcomes.push(outcome?);
+    }
+    let mut table_reports = BTreeMap::new();
+    for outcome in outcomes {
+        any_quarantined |= outcome.quarantined;
+        for (i, stats) in outcome.stats {
+            let fr = &mut file_reports[i];
+            fr.ndjson_bytes += stats.ndjson_bytes;
+            fr.lines += stats.lines;
+            fr.rows += stats.rows;
+            fr.rejected += stats.rejected;
+        }
+        table_reports.insert(outcome.folder, outcome.report);
     }
     progress.finish();
 
@@ -443,18 +450,91 @@ fn write_report(out: &Path, export_id: &str, report: &RunReport) -> Result<(), C
     std::fs::rename(&tmp, &path).map_err(write_err(&path))
 }
 
+/// What every table's run shares.
+struct TableContext<'a> {
+    model: &'a Arc<Model>,
+    opts: &'a ConvertOptions,
+    pool: &'a rayon::ThreadPool,
+    layout: &'a Layout,
+    quarantine_dir: &'a Path,
+    progress: &'a Progress,
+}
+
+/// Counts of one input file.
+#[derive(Debug, Clone, Copy, Default)]
+struct FileStats {
+    ndjson_bytes: u64,
+    lines: u64,
+    rows: u64,
+    rejected: u64,
+}
+
+struct TableOutcome {
+    folder: String,
+    report: TableReport,
+    stats: BTreeMap<usize, FileStats>,
+    quarantined: bool,
+}
+
+impl Table<'_> {
+    fn bytes(&self) -> u64 {
+        self.files.iter().map(|(_, f)| f.bytes).sum()
+    }
+}
+
+/// Convert one table into its staging folder.
+fn run_table(table: &Table<'_>, cx: &TableContext<'_>) -> Result<TableOutcome, ConvertError> {
+    cx.layout.clean_leftovers(&table.folder);
+    let staged = cx.layout.staging_dir(&table.folder);
+    std::fs::create_dir_all(&staged).map_err(write_err(&staged))?;
+    let mut quarantine = Quarantine {
+        path: cx.quarantine_dir.join(format!("{}.ndjson", table.folder)),
+        out: None,
+    };
+    let t0 = Instant::now();
+    cx.progress.start_table(&table.folder, table.bytes());
+    let mut stats: BTreeMap<usize, FileStats> = table
+        .files
+        .iter()
+        .map(|(i, _)| (*i, FileStats::default()))
+        .collect();
+    let outputs = convert_table(table, cx, &staged, &mut stats, &mut quarantine)?;
+    let quarantined = quarantine.finish()?;
+    let mut report = TableReport {
+        resource_type: table.resource_type.clone(),
+        path: cx.layout.rel_final(&table.folder),
+        input_files: table.files.len() as u64,
+        bytes: table.bytes(),
+        seconds: t0.elapsed().as_secs_f64(),
+        ..Default::default()
+    };
+    for st in stats.values() {
+        report.ndjson_bytes += st.ndjson_bytes;
+        report.lines += st.lines;
+        report.rows += st.rows;
+        report.rejected += st.rejected;
+    }
+    report.output_bytes = outputs.iter().map(|o| o.bytes).sum();
+    report.output_files = outputs;
+    cx.progress
+        .finish_table(&table.folder, report.rows, report.rejected);
+    Ok(TableOutcome {
+        folder: table.folder.clone(),
+        report,
+        stats,
+        quarantined,
+    })
+}
+
 /// Read, decode and write one table.
-#[allow(clippy::too_many_arguments)]
 fn convert_table(
     table: &Table<'_>,
-    model: &Arc<Model>,
-    opts: &ConvertOptions,
-    pool: &rayon::ThreadPool,
+    cx: &TableContext<'_>,
     staged: &Path,
-    file_reports: &mut [FileReport],
+    stats: &mut BTreeMap<usize, FileStats>,
     quarantine: &mut Quarantine,
-    progress: &Progress,
 ) -> Result<Vec<crate::sink::OutputFile>, ConvertError> {
+    let (model, opts) = (cx.model, cx.opts);
     let decoder = Decoder::new(
         model.clone(),
         &table.resource_type,
@@ -522,15 +602,24 @@ fn convert_table(
     );
 
     // Stage 2: decode windows of chunks in parallel, hand batches on in order.
+    let names: BTreeMap<usize, &str> = table
+        .files
+        .iter()
+        .map(|(i, f)| (*i, f.name.as_str()))
+        .collect();
+    let sinks = Sinks {
+        batches: &batch_tx,
+        quarantine,
+        progress: cx.progress,
+    };
     let result = decode_loop(
         &chunk_rx,
         opts.window,
         &decoder,
-        pool,
-        &batch_tx,
-        file_reports,
-        quarantine,
-        progress,
+        cx.pool,
+        sinks,
+        stats,
+        &names,
     );
     drop(batch_tx);
     drop(chunk_rx);
@@ -542,17 +631,27 @@ fn convert_table(
     written
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where decoded chunks go.
+struct Sinks<'a> {
+    batches: &'a std::sync::mpsc::SyncSender<arrow_array::RecordBatch>,
+    quarantine: &'a mut Quarantine,
+    progress: &'a Progress,
+}
+
 fn decode_loop(
     chunk_rx: &Receiver<Result<Chunk, ConvertError>>,
     window: usize,
     decoder: &Decoder,
     pool: &rayon::ThreadPool,
-    batch_tx: &std::sync::mpsc::SyncSender<arrow_array::RecordBatch>,
-    file_reports: &mut [FileReport],
-    quarantine: &mut Quarantine,
-    progress: &Progress,
+    sinks: Sinks<'_>,
+    stats: &mut BTreeMap<usize, FileStats>,
+    names: &BTreeMap<usize, &str>,
 ) -> Result<(), ConvertError> {
+    let Sinks {
+        batches: batch_tx,
+        quarantine,
+        progress,
+    } = sinks;
     loop {
         let mut chunks = Vec::with_capacity(window);
         for next in chunk_rx.iter().take(window) {
@@ -568,7 +667,7 @@ fn decode_loop(
                 .collect()
         });
         for (chunk, d) in chunks.iter().zip(decoded) {
-            let fr = &mut file_reports[chunk.file];
+            let fr = stats.entry(chunk.file).or_default();
             let lines = chunk.lines.len() as u64;
             let rejected = d.rejected.len() as u64;
             fr.lines += lines;
@@ -578,9 +677,9 @@ fn decode_loop(
             for r in &d.rejected {
                 let raw = chunk.line(r.index);
                 let mut record = serde_json::json!({
-                    "file": fr.name,
+                    "file": names.get(&chunk.file).copied().unwrap_or_default(),
                     "line": chunk.first_line + r.index as u64,
-                    "resourceType": fr.resource_type,
+                    "resourceType": decoder.resource_type(),
                     "id": r.id,
                     "reason": r.reason,
                 });

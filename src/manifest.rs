@@ -524,9 +524,15 @@ mod tests {
         let job = dir.path().join("job-FHIR_EXPORT-1/Patient");
         std::fs::create_dir_all(&job).unwrap();
         std::fs::write(job.join("Patient-1-0.ndjson"), "{}\n").unwrap();
-        let found = resolve_local("s3://bucket/prefix/out/job-FHIR_EXPORT-1/Patient/Patient-1-0.ndjson", dir.path());
+        let found = resolve_local(
+            "s3://bucket/prefix/out/job-FHIR_EXPORT-1/Patient/Patient-1-0.ndjson",
+            dir.path(),
+        );
         assert_eq!(found.unwrap(), job.join("Patient-1-0.ndjson"));
-        let found = resolve_local("https://files.example.org/x/job-FHIR_EXPORT-1/Patient/Patient-1-0.ndjson?sig=1", dir.path());
+        let found = resolve_local(
+            "https://files.example.org/x/job-FHIR_EXPORT-1/Patient/Patient-1-0.ndjson?sig=1",
+            dir.path(),
+        );
         assert_eq!(found.unwrap(), job.join("Patient-1-0.ndjson"));
         assert!(resolve_local("s3://bucket/prefix/Other/Other-1.ndjson", dir.path()).is_none());
         // `..` cannot climb out of the root.
@@ -535,26 +541,52 @@ mod tests {
 
     #[test]
     fn resource_types_from_names() {
-        assert_eq!(type_from_name("x/Patient.000.ndjson").as_deref(), Some("Patient"));
-        assert_eq!(type_from_name("x/Observation-1022280015944103279-3-0.ndjson").as_deref(), Some("Observation"));
-        assert_eq!(type_from_name("x/Condition/part-1.ndjson").as_deref(), Some("Condition"));
-        assert_eq!(type_from_name("x/Encounter.ndjson.gz").as_deref(), Some("Encounter"));
+        assert_eq!(
+            type_from_name("x/Patient.000.ndjson").as_deref(),
+            Some("Patient")
+        );
+        assert_eq!(
+            type_from_name("x/Observation-1022280015944103279-3-0.ndjson").as_deref(),
+            Some("Observation")
+        );
+        assert_eq!(
+            type_from_name("x/Condition/part-1.ndjson").as_deref(),
+            Some("Condition")
+        );
+        assert_eq!(
+            type_from_name("x/Encounter.ndjson.gz").as_deref(),
+            Some("Encounter")
+        );
         assert_eq!(type_from_name("x/data/part-1.ndjson"), None);
-        assert_eq!(type_from_name("x/patient.ndjson"), None, "types are case-sensitive");
+        assert_eq!(
+            type_from_name("x/patient.ndjson"),
+            None,
+            "types are case-sensitive"
+        );
     }
 
     #[test]
     fn ids_are_safe_partition_values() {
-        assert_eq!(sanitize_id("2024-08-06T18:12:57.000Z"), "2024-08-06T18-12-57.000Z");
+        assert_eq!(
+            sanitize_id("2024-08-06T18:12:57.000Z"),
+            "2024-08-06T18-12-57.000Z"
+        );
         assert_eq!(sanitize_id("a/b c"), "a-b-c");
-        assert_eq!(sanitize_id("5df064e0e44777861f7a6c2ddf0d5f1b"), "5df064e0e44777861f7a6c2ddf0d5f1b");
+        assert_eq!(
+            sanitize_id("5df064e0e44777861f7a6c2ddf0d5f1b"),
+            "5df064e0e44777861f7a6c2ddf0d5f1b"
+        );
     }
 
     #[test]
     fn jobs_that_are_not_complete_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("status.json");
-        std::fs::write(&p, r#"{"exportJobProperties":{"jobId":"j","jobStatus":"IN_PROGRESS"},"output":[]}"#).unwrap();
+        std::fs::write(
+            &p,
+            r#"{"exportJobProperties":{"jobId":"j","jobStatus":"IN_PROGRESS"},"output":[]}"#,
+        )
+        .unwrap();
         let e = plan(&p, &PlanOptions::default()).unwrap_err().to_string();
         assert!(e.contains("status is IN_PROGRESS"), "{e}");
         std::fs::write(&p, r#"{"hello":1}"#).unwrap();

@@ -276,7 +276,10 @@ mod tests {
 
     fn schema_of(path: &Path) -> Arc<Schema> {
         let f = File::open(path).unwrap();
-        ParquetRecordBatchReaderBuilder::try_new(f).unwrap().schema().clone()
+        ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .schema()
+            .clone()
     }
 
     #[test]
@@ -289,18 +292,40 @@ mod tests {
             buffer_bytes: 1, // open the first file at once
         };
         let mut w = TableWriter::new(dir.path(), "Patient", Model::r4(), settings);
-        w.write(batch(&[r#"{"resourceType":"Patient","id":"a","gender":"male"}"#])).unwrap();
+        w.write(batch(&[
+            r#"{"resourceType":"Patient","id":"a","gender":"male"}"#,
+        ]))
+        .unwrap();
         // Fewer fields: widened into the same file.
-        w.write(batch(&[r#"{"resourceType":"Patient","id":"b"}"#])).unwrap();
+        w.write(batch(&[r#"{"resourceType":"Patient","id":"b"}"#]))
+            .unwrap();
         // A new field: the file is closed and the next one has the wider schema.
-        w.write(batch(&[r#"{"resourceType":"Patient","id":"c","birthDate":"2000"}"#])).unwrap();
+        w.write(batch(&[
+            r#"{"resourceType":"Patient","id":"c","birthDate":"2000"}"#,
+        ]))
+        .unwrap();
         let files = w.finish().unwrap();
         assert_eq!(files.iter().map(|f| f.rows).collect::<Vec<_>>(), [2, 1]);
         let s0 = schema_of(&dir.path().join(&files[0].name));
         let s1 = schema_of(&dir.path().join(&files[1].name));
-        let names = |s: &Schema| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+        let names = |s: &Schema| {
+            s.fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(&s0), ["resourceType", "id", "gender"]);
-        assert_eq!(names(&s1), ["resourceType", "id", "gender", "birthDate", "__birthDate_start", "__birthDate_end"]);
+        assert_eq!(
+            names(&s1),
+            [
+                "resourceType",
+                "id",
+                "gender",
+                "birthDate",
+                "__birthDate_start",
+                "__birthDate_end"
+            ]
+        );
         let merged = crate::schema::merge(&Model::r4(), "Patient", &s0, &s1).unwrap();
         assert_eq!(names(&merged), names(&s1));
     }
@@ -316,7 +341,10 @@ mod tests {
         };
         let mut w = TableWriter::new(dir.path(), "Patient", Model::r4(), settings);
         for i in 0..3 {
-            w.write(batch(&[&format!(r#"{{"resourceType":"Patient","id":"p{i}"}}"#)])).unwrap();
+            w.write(batch(&[&format!(
+                r#"{{"resourceType":"Patient","id":"p{i}"}}"#
+            )]))
+            .unwrap();
         }
         let files = w.finish().unwrap();
         assert_eq!(files.len(), 3);
