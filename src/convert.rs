@@ -608,6 +608,7 @@ fn convert_table(
         .map(|(i, f)| (*i, f.name.as_str()))
         .collect();
     let sinks = Sinks {
+        table: &table.folder,
         batches: &batch_tx,
         quarantine,
         progress: cx.progress,
@@ -633,6 +634,8 @@ fn convert_table(
 
 /// Where decoded chunks go.
 struct Sinks<'a> {
+    /// The table's folder name, for progress.
+    table: &'a str,
     batches: &'a std::sync::mpsc::SyncSender<arrow_array::RecordBatch>,
     quarantine: &'a mut Quarantine,
     progress: &'a Progress,
@@ -648,6 +651,7 @@ fn decode_loop(
     names: &BTreeMap<usize, &str>,
 ) -> Result<(), ConvertError> {
     let Sinks {
+        table,
         batches: batch_tx,
         quarantine,
         progress,
@@ -692,7 +696,7 @@ fn decode_loop(
                 }
                 quarantine.write(&record)?;
             }
-            progress.advance(chunk.source_bytes, lines - rejected);
+            progress.advance(table, chunk.source_bytes, lines - rejected);
             if batch_tx.send(d.batch).is_err() {
                 // The writer stopped: its error is reported when it is joined.
                 return Ok(());

@@ -19,7 +19,7 @@ enum Mode {
     Bars {
         multi: MultiProgress,
         overall: ProgressBar,
-        table: Mutex<Option<ProgressBar>>,
+        table: Mutex<std::collections::HashMap<String, ProgressBar>>,
     },
     Lines,
 }
@@ -52,7 +52,7 @@ impl Progress {
             Mode::Bars {
                 multi,
                 overall,
-                table: Mutex::new(None),
+                table: Mutex::new(Default::default()),
             }
         } else {
             Mode::Lines
@@ -80,13 +80,13 @@ impl Progress {
             );
             bar.set_prefix(truncate(name, 12));
             if let Ok(mut t) = table.lock() {
-                *t = Some(bar);
+                t.insert(name.to_string(), bar);
             }
         }
     }
 
-    /// `bytes` more of the input read, `rows` more resources written.
-    pub fn advance(&self, bytes: u64, rows: u64) {
+    /// `bytes` more of table `name`'s input read, `rows` more resources written.
+    pub fn advance(&self, name: &str, bytes: u64, rows: u64) {
         let Ok(mut s) = self.state.lock() else { return };
         s.bytes += bytes;
         s.rows += rows;
@@ -97,7 +97,7 @@ impl Progress {
                 overall.inc(bytes);
                 overall.set_message(format!("{:.0} resources/s", s.rows as f64 / secs));
                 if let Ok(t) = table.lock() {
-                    if let Some(bar) = t.as_ref() {
+                    if let Some(bar) = t.get(name) {
                         bar.inc(bytes);
                     }
                 }
@@ -131,7 +131,7 @@ impl Progress {
             Mode::Quiet => {}
             Mode::Bars { table, multi, .. } => {
                 if let Ok(mut t) = table.lock() {
-                    if let Some(bar) = t.take() {
+                    if let Some(bar) = t.remove(name) {
                         bar.finish_and_clear();
                         multi.remove(&bar);
                     }
