@@ -30,6 +30,20 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Stack of the decoding and writing threads: deep FHIR nesting (Questionnaire.item in
+/// item, up to the decoder's depth limit) recurses in the decoder and in the Parquet
+/// writer. Virtual memory only; pages are touched as needed.
+const WORKER_STACK: usize = 256 << 20;
+
+fn spawn_big_stack<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::Builder::new()
+        .stack_size(WORKER_STACK)
+        .spawn(f)
+        .expect("the system can start a thread")
+}
+
 /// The folder name of the table holding a manifest's `error[]` OperationOutcomes.
 pub const ERROR_TABLE: &str = "ExportErrors";
 
@@ -279,6 +293,7 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
     std::fs::create_dir_all(&opts.out).map_err(write_err(&opts.out))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
+        .stack_size(WORKER_STACK)
         .build()
         .map_err(|e| ConvertError::Setup(format!("cannot start {} threads: {e}", opts.threads)))?;
 
@@ -592,7 +607,7 @@ fn convert_table(
         model.clone(),
         opts.sink.clone(),
     );
-    let writer_thread = std::thread::spawn(
+    let writer_thread = spawn_big_stack(
         move || -> Result<Vec<crate::sink::OutputFile>, ConvertError> {
             for batch in batch_rx {
                 writer.write(batch)?;

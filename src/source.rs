@@ -131,16 +131,26 @@ impl LineReader {
                 data.drain(..3);
             }
         }
-        if data.is_empty() {
+        if data.is_empty() || (self.eof && last_line_end(&data) == 0) {
             return Ok(None);
         }
+        // Blank lines at the very end of a file are not lines (a file holding only a line
+        // end is empty); blank lines between resources are, and get rejected. So trailing
+        // blank lines are held back with the carry until more content or the end shows up.
         let cut = if self.eof {
-            data.len()
+            last_line_end(&data)
         } else {
-            memchr::memrchr(b'\n', &data)
-                .map(|i| i + 1)
-                .unwrap_or(data.len())
+            // Complete lines only; of those, up to the last one with content.
+            let complete = memchr::memrchr(b'\n', &data).map_or(data.len(), |i| i + 1);
+            match last_line_end(&data[..complete]) {
+                0 if data.len() > 2 * self.chunk_bytes => complete, // blank lines pile up
+                end => end,
+            }
         };
+        if cut == 0 && !self.eof {
+            self.carry = data;
+            return self.next_chunk();
+        }
         self.carry = data[cut..].to_vec();
         data.truncate(cut);
         let bytes = data.len() as u64;
@@ -166,6 +176,18 @@ impl LineReader {
         };
         self.next_line += chunk.lines.len() as u64;
         Ok(Some(chunk))
+    }
+}
+
+/// The end of the last line holding anything but white space, with its line end; 0 when
+/// there is none.
+fn last_line_end(data: &[u8]) -> usize {
+    match data.iter().rposition(|b| !b.is_ascii_whitespace()) {
+        None => 0,
+        Some(i) => match memchr::memchr(b'\n', &data[i..]) {
+            Some(nl) => i + nl + 1,
+            None => data.len(),
+        },
     }
 }
 
@@ -210,8 +232,17 @@ mod tests {
     #[test]
     fn splits_lines_across_reads_and_numbers_them() {
         let text = b"aaaa\nbbbbbbbbbbbb\r\ncc\n\ndd";
-        let all: Vec<String> = chunks(text, 3).into_iter().flat_map(|(_, l)| l).collect();
-        assert_eq!(all, ["aaaa", "bbbbbbbbbbbb", "cc", "", "dd"]);
+        for size in [3, 6, 4096] {
+            let all: Vec<String> = chunks(text, size)
+                .into_iter()
+                .flat_map(|(_, l)| l)
+                .collect();
+            assert_eq!(
+                all,
+                ["aaaa", "bbbbbbbbbbbb", "cc", "", "dd"],
+                "chunk size {size}"
+            );
+        }
         let firsts: Vec<u64> = chunks(text, 6).iter().map(|c| c.0).collect();
         assert_eq!(firsts[0], 1);
         let mut n = 1;
@@ -229,6 +260,26 @@ mod tests {
             .collect();
         assert_eq!(all, ["{}", "{}"]);
         assert!(chunks(b"", 4096).is_empty());
+        // Blank lines at the end are not lines; blank lines in between are.
+        assert!(chunks(b"\n", 4096).is_empty());
+        assert!(chunks(b"\r\n \n\n", 2).is_empty());
+        for size in [1, 3, 4096] {
+            let all: Vec<String> = chunks(b"a\n\n \nb\n\n\r\n  \n", size)
+                .into_iter()
+                .flat_map(|(_, l)| l)
+                .collect();
+            assert_eq!(all, ["a", "", " ", "b"], "chunk size {size}");
+            let text = format!("{}\n\n{}\n", "x".repeat(100_000), "y".repeat(70_000));
+            let all: Vec<String> = chunks(text.as_bytes(), size)
+                .into_iter()
+                .flat_map(|(_, l)| l)
+                .collect();
+            assert_eq!(
+                all,
+                ["x".repeat(100_000), String::new(), "y".repeat(70_000)],
+                "chunk size {size}"
+            );
+        }
     }
 
     #[test]

@@ -72,7 +72,9 @@ pub fn to_ndjson(input: &Path, out: &Path) -> Result<BTreeMap<String, u64>, ToNd
             message,
         };
         let file = std::fs::File::open(&path).map_err(|e| input_err(e.to_string()))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        let options =
+            parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
             .and_then(|b| b.with_batch_size(8192).build())
             .map_err(|e| input_err(format!("not a readable Parquet file: {e}")))?;
         for batch in reader {

@@ -52,7 +52,34 @@ fn roundtrip(rt: &str, line: &str) {
 fn rejects_lines_that_are_not_resources() {
     assert_eq!(
         reject("Patient", r#"{"resourceType":"Patient","id":"#),
-        "not valid JSON (syntax error)"
+        "not valid JSON (EOF while parsing a value at column 31)"
+    );
+    assert_eq!(
+        reject(
+            "Patient",
+            r#"{"resourceType":"Patient"} {"resourceType":"Patient"}"#
+        ),
+        "more than one JSON value on the line, or text after it (column 28)"
+    );
+    let bad_utf8: &[u8] = b"{\"resourceType\":\"Patient\",\"id\":\"\xff\"}";
+    let d = Decoder::new(Model::r4(), "Patient", DecodeOptions::default())
+        .unwrap()
+        .decode(&[bad_utf8]);
+    assert_eq!(d.rejected[0].reason, "not valid JSON (invalid UTF-8)");
+    let deep = format!(
+        r#"{{"resourceType":"Patient","id":"d","x":{}1{}}}"#,
+        "[".repeat(250),
+        "]".repeat(250)
+    );
+    let d = decode("Patient", &[&deep]);
+    assert_eq!(
+        d.rejected[0].reason,
+        "not valid JSON (nested deeper than 200 levels)"
+    );
+    assert_eq!(
+        d.rejected[0].id.as_deref(),
+        Some("d"),
+        "broken lines still name their resource"
     );
     assert!(reject("Patient", "not json").starts_with("not valid JSON"));
     assert_eq!(

@@ -145,16 +145,33 @@ fn model_keeps_choices_cardinality_backbones_and_recursion() {
 /// R4B/R5 model needs the official bundles; the compiled types are checked here.
 #[test]
 fn r4b_and_r5_definitions_compile_too() {
-    let Some(data) = common::shared_data("r4b_and_r5_definitions_compile_too") else { return };
+    let Some(data) = common::shared_data("r4b_and_r5_definitions_compile_too") else {
+        return;
+    };
     for (dir, version, resources) in [("fhir-r4b", "4.3.0", 141), ("fhir-r5", "5.0.0", 158)] {
         let file = model::generate(&data.join(dir)).unwrap();
         assert_eq!(file.fhir_version, version);
-        let n = file.types.iter().filter(|t| t.kind == TypeKind::Resource).count();
-        println!("{dir}: {n} resource types, {} types in all", file.types.len());
+        let n = file
+            .types
+            .iter()
+            .filter(|t| t.kind == TypeKind::Resource)
+            .count();
+        println!(
+            "{dir}: {n} resource types, {} types in all",
+            file.types.len()
+        );
         assert_eq!(n, resources, "{dir}");
-        let q = file.types.iter().find(|t| t.name == "Questionnaire.item").unwrap();
+        let q = file
+            .types
+            .iter()
+            .find(|t| t.name == "Questionnaire.item")
+            .unwrap();
         let inner = q.elements.iter().find(|e| e.name == "item").unwrap();
-        assert_eq!(inner.types, ["Questionnaire.item"], "{dir}: contentReference");
+        assert_eq!(
+            inner.types,
+            ["Questionnaire.item"],
+            "{dir}: contentReference"
+        );
         let missing = Model::from_file(&file).unwrap_err().to_string();
         assert!(missing.contains("Extension"), "{dir}: {missing}");
     }

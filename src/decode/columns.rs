@@ -295,6 +295,12 @@ impl Column {
                 let v = match node {
                     Node::Static(StaticNode::I64(v)) => i32::try_from(*v).ok(),
                     Node::Static(StaticNode::U64(v)) => i32::try_from(*v).ok(),
+                    // Whole numbers past 64 bits arrive as floats: still out of range.
+                    Node::Static(StaticNode::F64(_))
+                        if !line.number_text(idx).contains(['.', 'e', 'E']) =>
+                    {
+                        None
+                    }
                     _ => return Err(expected("integer", node)),
                 };
                 match v {

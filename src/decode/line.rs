@@ -165,6 +165,48 @@ pub fn json_type(node: &Node<'_>) -> &'static str {
     }
 }
 
+/// The top-level `"id"` of a line that did not parse, found by a shallow scan that tracks
+/// strings and nesting only (best effort: it lets a quarantined line name its resource).
+pub fn shallow_id(line: &[u8]) -> Option<String> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    let mut last_key_at_top: Option<(usize, usize)> = None;
+    while i < line.len() {
+        match line[i] {
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < line.len() && line[j] != b'"' {
+                    j += if line[j] == b'\\' { 2 } else { 1 };
+                }
+                let end = j.min(line.len());
+                let mut k = end + 1;
+                while k < line.len() && line[k].is_ascii_whitespace() {
+                    k += 1;
+                }
+                if depth == 1 && line.get(k) == Some(&b':') {
+                    last_key_at_top = Some((start, end));
+                } else if depth == 1 {
+                    if let Some((ks, ke)) = last_key_at_top.take() {
+                        if &line[ks..ke] == b"id" {
+                            let id = std::str::from_utf8(&line[start..end]).ok()?;
+                            return Some(id.chars().take(64).collect());
+                        }
+                    }
+                }
+                i = end + 1;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' => last_key_at_top = None,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// A JSON text with object keys sorted and numbers verbatim: two JSON texts are equal as
 /// JSON (key order aside, decimals by their exact text) when their canonical forms are.
 pub fn canonical_json(text: &[u8]) -> Result<String, String> {
@@ -176,4 +218,24 @@ pub fn canonical_json(text: &[u8]) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     line.write_json(0, true, &mut out);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shallow_id;
+
+    #[test]
+    fn shallow_id_finds_the_top_level_id_of_broken_lines() {
+        assert_eq!(
+            shallow_id(br#"{"resourceType":"Patient","id":"p1","name":[{"#).as_deref(),
+            Some("p1")
+        );
+        assert_eq!(
+            shallow_id(br#"{"contained":[{"id":"inner"}],"id" : "outer", x}"#).as_deref(),
+            Some("outer")
+        );
+        assert_eq!(shallow_id(br#"{"text":"a \"id\":\"no\"","x":1"#), None);
+        assert_eq!(shallow_id(br#"{"meta":{"id":"m"}}"#), None);
+        assert_eq!(shallow_id(b"not json"), None);
+    }
 }

@@ -21,6 +21,10 @@ use rayon::prelude::*;
 use simd_json::{Buffers, Node, Tape};
 use std::sync::Arc;
 
+/// JSON nesting allowed in a line: deeper lines are rejected with a reason. FHIR resources
+/// rarely pass 20; 200 leaves room for 100 levels of Questionnaire.item.
+pub const MAX_DEPTH: usize = 200;
+
 /// How to decode.
 #[derive(Debug, Clone, Default)]
 pub struct DecodeOptions {
@@ -98,7 +102,7 @@ impl Decoder {
         let mut root = StructCol::new(&self.model, self.resource, true);
         let mut rejected = Vec::new();
         let mut scratch: Vec<u8> = Vec::new();
-        let mut buffers = Buffers::new(4096);
+        let mut buffers = Buffers::with_max_depth(4096, MAX_DEPTH);
         let mut tape_store: Option<Tape<'static>> = Some(Tape::null());
         for (index, raw) in lines.iter().enumerate() {
             let original = raw.as_ref();
@@ -115,7 +119,7 @@ impl Decoder {
                     &mut buffers,
                     &mut tape,
                 ) {
-                    Err(e) => Err((None, format!("not valid JSON ({})", parse_error_kind(&e)))),
+                    Err(e) => Err((line::shallow_id(original), parse_error_reason(&e, original))),
                     Ok(()) => {
                         let line = Line::new(&tape.0, original, buffers.structural_indexes());
                         self.decode_line(&cx, &mut root, &line)
@@ -215,25 +219,33 @@ fn root_id(line: &Line<'_, '_>, len: usize) -> Option<String> {
     None
 }
 
-/// simd-json's error, without the character it stopped at (which is data).
-fn parse_error_kind(e: &simd_json::Error) -> String {
+/// Why a line is not JSON, without any of its content: serde_json's syntax messages name
+/// the problem and the column only ("trailing characters at line 1 column 36"), so the
+/// failed line is classified again with it (only failed lines pay for this).
+fn parse_error_reason(e: &simd_json::Error, line: &[u8]) -> String {
     use simd_json::ErrorType as E;
     match e.error() {
-        E::Eof => "unexpected end of line".into(),
-        E::InvalidUtf8 => "invalid UTF-8".into(),
-        E::InvalidEscape | E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => {
-            "invalid string escape".into()
+        E::InvalidUtf8 => return "not valid JSON (invalid UTF-8)".into(),
+        E::DepthLimitExceeded => {
+            return format!("not valid JSON (nested deeper than {MAX_DEPTH} levels)")
         }
-        E::InvalidNumber | E::InvalidExponent => "invalid number".into(),
-        E::TrailingData => "more than one JSON value on the line".into(),
-        other => {
-            // Variants with a payload print it in parentheses; drop it (it may be data).
-            let text = format!("{other:?}");
+        _ => {}
+    }
+    match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+        Err(e) if e.to_string().starts_with("trailing characters") => {
             format!(
-                "{} error",
-                text.split('(').next().unwrap_or("").to_lowercase()
+                "more than one JSON value on the line, or text after it (column {})",
+                e.column()
             )
         }
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            // A line is one line: "at line 1 column 31" says no more than "at column 31".
+            format!(
+                "not valid JSON ({})",
+                e.to_string().replace(" at line 1 column ", " at column ")
+            )
+        }
+        _ => "not valid JSON (rejected by the JSON parser)".into(),
     }
 }
 
