@@ -10,6 +10,10 @@ use fhirlake::model::Model;
 use std::io::Read;
 use std::path::PathBuf;
 
+/// The allocator the `fhirlake` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How many Observation lines to decode per iteration (about 40 MB).
 const LINES: usize = 40_000;
 const BATCH_ROWS: usize = 4096;
