@@ -569,31 +569,27 @@ fn convert_table(
     let chunk_bytes = opts.chunk_bytes;
     let reader = std::thread::spawn(move || {
         for (index, file) in files {
+            let read_err = |source| ConvertError::Read {
+                file: file.name.clone(),
+                source,
+            };
             let mut lr = match LineReader::open(index, &file, chunk_bytes) {
                 Ok(r) => r,
-                Err(source) => {
-                    let _ = chunk_tx.send(Err(ConvertError::Read {
-                        file: file.name.clone(),
-                        source,
-                    }));
+                Err(e) => {
+                    let _ = chunk_tx.send(Err(read_err(e)));
                     return;
                 }
             };
             loop {
-                match lr.next_chunk() {
-                    Ok(Some(c)) => {
-                        if chunk_tx.send(Ok(c)).is_err() {
-                            return;
-                        }
-                    }
+                let item = match lr.next_chunk() {
                     Ok(None) => break,
-                    Err(source) => {
-                        let _ = chunk_tx.send(Err(ConvertError::Read {
-                            file: file.name.clone(),
-                            source,
-                        }));
-                        return;
-                    }
+                    Ok(Some(c)) => Ok(c),
+                    Err(e) => Err(read_err(e)),
+                };
+                let failed = item.is_err();
+                // A closed queue means the run stopped: nothing more to read.
+                if chunk_tx.send(item).is_err() || failed {
+                    return;
                 }
             }
         }
