@@ -105,6 +105,8 @@ pub struct ConvertOptions {
     pub window: usize,
     pub memory_limit: u64,
     pub quiet: bool,
+    /// For files in S3.
+    pub s3: crate::s3::LazyS3,
 }
 
 impl ConvertOptions {
@@ -128,6 +130,7 @@ impl ConvertOptions {
             window: threads * 2,
             memory_limit: memory_limit.max(64 << 20),
             quiet: false,
+            s3: Default::default(),
         }
     }
 }
@@ -567,13 +570,14 @@ fn convert_table(
         .map(|(i, f)| (*i, (*f).clone()))
         .collect();
     let chunk_bytes = opts.chunk_bytes;
+    let s3 = opts.s3.clone();
     let reader = std::thread::spawn(move || {
         for (index, file) in files {
             let read_err = |source| ConvertError::Read {
                 file: file.name.clone(),
                 source,
             };
-            let mut lr = match LineReader::open(index, &file, chunk_bytes) {
+            let mut lr = match LineReader::open(index, &file, chunk_bytes, &s3) {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = chunk_tx.send(Err(read_err(e)));

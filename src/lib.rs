@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod model;
 pub mod progress;
 pub mod report;
+pub mod s3;
 pub mod schema;
 pub mod sink;
 pub mod source;

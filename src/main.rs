@@ -95,12 +95,16 @@ enum Command {
         /// No progress and no summary.
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        s3: S3Args,
     },
     /// Show what convert would read: files, resource types, bytes, manifest counts.
     Inspect {
         input: PathBuf,
         #[arg(long)]
         local_root: Option<PathBuf>,
+        #[command(flatten)]
+        s3: S3Args,
     },
     /// Regenerate FHIR NDJSON from Parquet written by convert (a file or table folder).
     ToNdjson {
@@ -140,6 +144,54 @@ enum ModelCommand {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// Where S3 is and who we are there: the AWS CLI's settings and credential chain.
+#[derive(clap::Args, Debug, Clone)]
+struct S3Args {
+    /// AWS profile from ~/.aws/config and ~/.aws/credentials (SSO profiles too).
+    #[arg(long)]
+    profile: Option<String>,
+    /// AWS region (default: from the environment or profile).
+    #[arg(long)]
+    region: Option<String>,
+    /// S3 endpoint, for S3-compatible stores (AWS_ENDPOINT_URL is honoured too).
+    #[arg(long)]
+    endpoint_url: Option<String>,
+    /// Path-style addressing (http://host/bucket/key), for S3-compatible stores.
+    #[arg(long)]
+    s3_path_style: bool,
+    /// Size of each ranged GET of an S3 object.
+    #[arg(long, default_value = "8MiB", value_parser = parse_size)]
+    s3_part_size: u64,
+    /// Ranged GETs in flight per S3 object.
+    #[arg(long, default_value_t = 4)]
+    s3_parts_in_flight: usize,
+}
+
+impl S3Args {
+    fn lazy(&self) -> fhirlake::s3::LazyS3 {
+        fhirlake::s3::LazyS3::new(fhirlake::s3::S3Options {
+            profile: self.profile.clone(),
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            path_style: self.s3_path_style,
+            part_size: self.s3_part_size.max(1024),
+            parts_in_flight: self.s3_parts_in_flight.max(1),
+            ..Default::default()
+        })
+    }
+}
+
+fn plan_error(e: manifest::ManifestError) -> (u8, String) {
+    (
+        if e.is_usage() {
+            EXIT_USAGE
+        } else {
+            EXIT_FAILURE
+        },
+        e.to_string(),
+    )
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -246,15 +298,24 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
             threads,
             keep_unknown,
             quiet,
+            s3,
         } => {
+            if out.to_string_lossy().starts_with("s3://") {
+                return Err((
+                    EXIT_USAGE,
+                    "writing to S3 is not supported yet: convert to a local folder and copy it with `aws s3 sync`".into(),
+                ));
+            }
+            let s3 = s3.lazy();
             let plan = manifest::plan(
                 &input,
                 &PlanOptions {
                     local_root,
                     export_id,
+                    s3: s3.clone(),
                 },
             )
-            .map_err(|e| (EXIT_USAGE, e.to_string()))?;
+            .map_err(plan_error)?;
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let mut opts = ConvertOptions::for_memory(out.clone(), memory_limit, threads);
@@ -264,6 +325,7 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
             opts.max_rejected = max_rejected;
             opts.keep_unknown = keep_unknown;
             opts.quiet = quiet;
+            opts.s3 = s3;
             tracing::info!(files = plan.files.len(), export_id = %plan.export_id, "converting");
             let outcome = convert::convert(&plan, &input.display().to_string(), &opts)
                 .map_err(|e| (EXIT_FAILURE, e.to_string()))?;
@@ -297,15 +359,20 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
             }
             Ok(())
         }
-        Command::Inspect { input, local_root } => {
+        Command::Inspect {
+            input,
+            local_root,
+            s3,
+        } => {
             let plan = manifest::plan(
                 &input,
                 &PlanOptions {
                     local_root,
                     export_id: None,
+                    s3: s3.lazy(),
                 },
             )
-            .map_err(|e| (EXIT_USAGE, e.to_string()))?;
+            .map_err(plan_error)?;
             let mut text = format!(
                 "input: {} ({})\nexport id: {}\n",
                 input.display(),

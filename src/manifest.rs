@@ -15,6 +15,7 @@
 //! `ROOT/prefix/Patient/Patient-1-0.ndjson`, then `ROOT/Patient/Patient-1-0.ndjson`, then
 //! `ROOT/Patient-1-0.ndjson`.
 
+use crate::s3::{LazyS3, S3Url};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Local(PathBuf),
+    S3(S3Url),
 }
 
 /// What an input file holds.
@@ -95,6 +97,8 @@ pub struct PlanOptions {
     pub local_root: Option<PathBuf>,
     /// Overrides the export id taken from the manifest.
     pub export_id: Option<String>,
+    /// For `s3://` inputs and manifest URLs without a local copy.
+    pub s3: LazyS3,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +110,18 @@ pub enum ManifestError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    S3(#[from] crate::s3::S3Error),
+}
+
+impl ManifestError {
+    /// A problem with what the user gave (exit code 2), rather than a failure.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            ManifestError::S3(e) => e.is_user_error(),
+            _ => true,
+        }
+    }
 }
 
 fn input_err(path: &Path, message: impl Into<String>) -> ManifestError {
@@ -138,11 +154,20 @@ pub fn sanitize_id(raw: &str) -> String {
 
 /// Read the input at `path` into a plan.
 pub fn plan(path: &Path, opts: &PlanOptions) -> Result<Plan, ManifestError> {
+    let mut plan = match S3Url::parse(&path.to_string_lossy()) {
+        Some(url) => s3_input_plan(&url, opts)?,
+        None => local_input_plan(path, opts)?,
+    };
+    finish_plan(&mut plan, opts)?;
+    Ok(plan)
+}
+
+fn local_input_plan(path: &Path, opts: &PlanOptions) -> Result<Plan, ManifestError> {
     let meta = std::fs::metadata(path).map_err(|source| ManifestError::Io {
         path: path.display().to_string(),
         source,
     })?;
-    let mut plan = if meta.is_dir() {
+    Ok(if meta.is_dir() {
         folder_plan(path)?
     } else {
         let name = path
@@ -162,7 +187,10 @@ pub fn plan(path: &Path, opts: &PlanOptions) -> Result<Plan, ManifestError> {
         } else {
             manifest_plan(path, opts)?
         }
-    };
+    })
+}
+
+fn finish_plan(plan: &mut Plan, opts: &PlanOptions) -> Result<(), ManifestError> {
     if let Some(id) = &opts.export_id {
         let clean = sanitize_id(id);
         if clean.is_empty() {
@@ -179,7 +207,138 @@ pub fn plan(path: &Path, opts: &PlanOptions) -> Result<Plan, ManifestError> {
     plan.files.sort_by(|a, b| {
         (a.role as u8, &a.resource_type, &a.name).cmp(&(b.role as u8, &b.resource_type, &b.name))
     });
+    Ok(())
+}
+
+/// An `s3://` input: a manifest object, or a prefix of NDJSON objects.
+fn s3_input_plan(url: &S3Url, opts: &PlanOptions) -> Result<Plan, ManifestError> {
+    let s3 = opts.s3.get()?;
+    if url.key.ends_with(".json") {
+        let text = s3.get_bytes(url)?;
+        return manifest_doc_plan(&text, &url.to_string(), opts.local_root.as_deref(), opts);
+    }
+    let mut prefix = url.clone();
+    if !prefix.key.is_empty() && !prefix.key.ends_with('/') {
+        prefix.key.push('/');
+    }
+    let mut plan = s3_folder_plan(opts, &prefix)?;
+    let base = prefix
+        .key
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    plan.export_id = match base.split_once("-FHIR_EXPORT-") {
+        Some((_, job)) => sanitize_id(job),
+        None => sanitize_id(&base),
+    };
     Ok(plan)
+}
+
+/// Every NDJSON object under an S3 prefix.
+fn s3_folder_plan(opts: &PlanOptions, prefix: &S3Url) -> Result<Plan, ManifestError> {
+    let s3 = opts.s3.get()?;
+    let mut files = Vec::new();
+    for (url, size) in s3.list(prefix)? {
+        let name = url.key.rsplit('/').next().unwrap_or_default();
+        if !is_ndjson(name) || name.starts_with('.') {
+            continue;
+        }
+        files.push(s3_file(url, size, None, Role::Output, None)?);
+    }
+    if files.is_empty() {
+        return Err(ManifestError::Input {
+            path: prefix.to_string(),
+            message: "no .ndjson, .jsonl, .ndjson.gz or .jsonl.gz objects under this prefix".into(),
+        });
+    }
+    Ok(Plan {
+        kind: InputKind::Folder,
+        export_id: String::new(),
+        transaction_time: None,
+        job_status: None,
+        files,
+        deleted: vec![],
+    })
+}
+
+/// S3 objects named by a manifest, with their sizes from one listing per bucket (of the
+/// keys' common prefix) rather than a request per object.
+fn sized_s3_files(
+    opts: &PlanOptions,
+    objects: Vec<(S3Url, Option<String>, Role, Option<u64>)>,
+) -> Result<Vec<InputFile>, ManifestError> {
+    let s3 = opts.s3.get()?;
+    let mut sizes = std::collections::HashMap::new();
+    let mut buckets: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (u, ..) in &objects {
+        buckets
+            .entry(u.bucket.as_str())
+            .or_default()
+            .push(u.key.as_str());
+    }
+    for (bucket, keys) in buckets {
+        let first = keys[0];
+        let common = keys.iter().fold(first.len(), |n, k| {
+            first
+                .bytes()
+                .zip(k.bytes())
+                .take(n)
+                .take_while(|(a, b)| a == b)
+                .count()
+        });
+        let prefix = S3Url {
+            bucket: bucket.to_string(),
+            key: first[..common].to_string(),
+        };
+        for (u, size) in s3.list(&prefix)? {
+            sizes.insert(u, size);
+        }
+    }
+    objects
+        .into_iter()
+        .map(|(u, declared, role, count)| {
+            let size = *sizes.get(&u).ok_or_else(|| ManifestError::Input {
+                path: u.to_string(),
+                message: "named by the manifest but not found in S3".into(),
+            })?;
+            s3_file(u, size, declared.as_deref(), role, count)
+        })
+        .collect()
+}
+
+fn s3_file(
+    url: S3Url,
+    size: u64,
+    declared: Option<&str>,
+    role: Role,
+    count: Option<u64>,
+) -> Result<InputFile, ManifestError> {
+    let name = url.to_string();
+    let resource_type = match role {
+        Role::Error => "OperationOutcome".to_string(),
+        Role::Output => declared.map(str::to_string).or_else(|| type_from_name(&url.key)).ok_or_else(|| {
+            ManifestError::Input {
+                path: name.clone(),
+                message: "cannot tell its resource type: name objects by type (Patient.ndjson, Patient/…) or use a manifest".into(),
+            }
+        })?,
+    };
+    if crate::model::Model::r4().resource(&resource_type).is_none() {
+        return Err(ManifestError::Input {
+            path: name,
+            message: format!("{resource_type} is not a FHIR R4 resource type"),
+        });
+    }
+    Ok(InputFile {
+        location: Location::S3(url),
+        name,
+        resource_type,
+        role,
+        count,
+        bytes: size,
+    })
 }
 
 /// A folder of NDJSON files at any depth. A HealthLake job folder name gives the job id.
@@ -354,18 +513,30 @@ fn manifest_plan(path: &Path, opts: &PlanOptions) -> Result<Plan, ManifestError>
         path: path.display().to_string(),
         source,
     })?;
-    let doc: Value = serde_json::from_slice(&text).map_err(|e| {
+    let root = match &opts.local_root {
+        Some(r) => r.clone(),
+        None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    manifest_doc_plan(&text, &path.display().to_string(), Some(&root), opts)
+}
+
+/// A manifest's text into a plan. Its URLs are read from `root` where a local copy is
+/// there, else from S3 for `s3://` URLs.
+fn manifest_doc_plan(
+    text: &[u8],
+    origin: &str,
+    root: Option<&Path>,
+    opts: &PlanOptions,
+) -> Result<Plan, ManifestError> {
+    let path = Path::new(origin);
+    let doc: Value = serde_json::from_slice(text).map_err(|e| {
         input_err(
             path,
             format!("not a JSON manifest ({e}); give an export status, describe-fhir-export-job output, Bulk Data manifest, or a folder"),
         )
     })?;
-    let root = match &opts.local_root {
-        Some(r) => r.clone(),
-        None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
-    };
     if let Some(props) = doc.get("ExportJobProperties") {
-        return describe_job_plan(path, props, &root);
+        return describe_job_plan(path, props, root, opts);
     }
     let Some(output) = doc.get("output").and_then(Value::as_array) else {
         return Err(input_err(
@@ -389,6 +560,7 @@ fn manifest_plan(path: &Path, opts: &PlanOptions) -> Result<Plan, ManifestError>
         .and_then(Value::as_str)
         .map(str::to_string);
     let mut files = Vec::new();
+    let mut remote = Vec::new();
     for (role, entries) in [
         (Role::Output, Some(output)),
         (Role::Error, doc.get("error").and_then(Value::as_array)),
@@ -398,21 +570,29 @@ fn manifest_plan(path: &Path, opts: &PlanOptions) -> Result<Plan, ManifestError>
                 .get("url")
                 .and_then(Value::as_str)
                 .ok_or_else(|| input_err(path, "an output entry has no `url`"))?;
-            let local = resolve_local(url, &root).ok_or_else(|| {
-                input_err(
-                    path,
-                    format!(
-                        "no local copy of {url} under {}; pass --local-root DIR where the export's files are",
-                        root.display()
-                    ),
-                )
-            })?;
             let declared = entry.get("type").and_then(Value::as_str);
             let count = entry.get("count").and_then(Value::as_u64);
-            let mut f = local_file(&local, declared, role, count)?;
-            f.name = url.to_string();
-            files.push(f);
+            match (root.and_then(|r| resolve_local(url, r)), S3Url::parse(url)) {
+                (Some(local), _) => {
+                    let mut f = local_file(&local, declared, role, count)?;
+                    f.name = url.to_string();
+                    files.push(f);
+                }
+                (None, Some(s3)) => remote.push((s3, declared.map(str::to_string), role, count)),
+                (None, None) => {
+                    return Err(input_err(
+                        path,
+                        format!(
+                            "no local copy of {url}{}; pass --local-root DIR where the export's files are",
+                            root.map(|r| format!(" under {}", r.display())).unwrap_or_default()
+                        ),
+                    ))
+                }
+            }
         }
+    }
+    if !remote.is_empty() {
+        files.extend(sized_s3_files(opts, remote)?);
     }
     let deleted = doc
         .get("deleted")
@@ -456,7 +636,12 @@ fn check_job_status(path: &Path, status: Option<&str>) -> Result<(), ManifestErr
 }
 
 /// A describe-fhir-export-job output: find the job folder and list it.
-fn describe_job_plan(path: &Path, props: &Value, root: &Path) -> Result<Plan, ManifestError> {
+fn describe_job_plan(
+    path: &Path,
+    props: &Value,
+    root: Option<&Path>,
+    opts: &PlanOptions,
+) -> Result<Plan, ManifestError> {
     let get = |k: &str| props.get(k).and_then(Value::as_str);
     let job_id = get("JobId").ok_or_else(|| input_err(path, "ExportJobProperties has no JobId"))?;
     let datastore = get("DatastoreId")
@@ -488,20 +673,32 @@ fn describe_job_plan(path: &Path, props: &Value, root: &Path) -> Result<Plan, Ma
         .map(|(_, r)| r)
         .unwrap_or(&job_uri);
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).skip(1).collect();
-    let dir = (0..parts.len())
-        .map(|skip| root.join(parts[skip..].join("/")))
-        .find(|c| c.is_dir())
-        .ok_or_else(|| {
-            input_err(
-                path,
-                format!("no local copy of {job_uri} under {}; pass --local-root DIR where the export's files are", root.display()),
-            )
+    let local = root.and_then(|root| {
+        (0..parts.len())
+            .map(|skip| root.join(parts[skip..].join("/")))
+            .find(|c| c.is_dir())
+    });
+    let Some(dir) = local else {
+        // No local copy: list the job folder in S3.
+        let prefix = S3Url::parse(&job_uri).ok_or_else(|| {
+            input_err(path, format!("no local copy of {job_uri}; pass --local-root DIR where the export's files are"))
         })?;
+        let folder = s3_folder_plan(opts, &prefix)?;
+        return Ok(Plan {
+            kind: InputKind::HealthlakeDescribeJob,
+            export_id: sanitize_id(job_id),
+            transaction_time: None,
+            job_status: status,
+            files: folder.files,
+            deleted: vec![],
+        });
+    };
     let mut folder = folder_plan(&dir)?;
     for f in &mut folder.files {
-        let Location::Local(p) = &f.location;
-        if let Ok(rel) = p.strip_prefix(&dir) {
-            f.name = format!("{job_uri}{}", rel.to_string_lossy().replace('\\', "/"));
+        if let Location::Local(p) = &f.location {
+            if let Ok(rel) = p.strip_prefix(&dir) {
+                f.name = format!("{job_uri}{}", rel.to_string_lossy().replace('\\', "/"));
+            }
         }
     }
     Ok(Plan {

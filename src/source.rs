@@ -63,15 +63,27 @@ pub struct LineReader {
 }
 
 impl LineReader {
+    /// Open an input file, on disk or in S3 (`s3` is connected on first use).
     pub fn open(
         file_index: usize,
         file: &InputFile,
         chunk_bytes: usize,
+        s3: &crate::s3::LazyS3,
     ) -> std::io::Result<LineReader> {
-        let Location::Local(path) = &file.location;
         let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let raw: Box<dyn Read + Send> = match &file.location {
+            Location::Local(path) => Box::new(std::fs::File::open(path)?),
+            Location::S3(url) => {
+                let client = s3.get().map_err(std::io::Error::other)?;
+                Box::new(
+                    client
+                        .open(url, Some(file.bytes))
+                        .map_err(std::io::Error::other)?,
+                )
+            }
+        };
         let f = Counting {
-            inner: std::fs::File::open(path)?,
+            inner: raw,
             count: count.clone(),
         };
         let inner: Box<dyn Read + Send> = if file.gzipped() {

@@ -1,0 +1,406 @@
+//! S3 in: credentials and settings as the AWS CLI has them, listing, and streaming reads.
+//!
+//! The client comes from aws-config's default chain (environment, shared config and
+//! credential files with `--profile`, SSO, web identity, ECS/Batch task roles, EC2/Glue
+//! instance metadata), with `--region`, `--endpoint-url` (or `AWS_ENDPOINT_URL`) and
+//! `--s3-path-style` for S3-compatible stores.
+//!
+//! Objects are read as a stream: large ones as concurrent ranged GETs (parts of
+//! `part_size`, a few in flight), handed on in order. A part whose request fails, or whose
+//! body stops short, is requested again from the exact byte already received, so no byte
+//! is read twice or skipped. Nothing is written to local disk.
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use std::io::Read;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// How to reach S3.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    pub profile: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub path_style: bool,
+    /// Size of a ranged GET.
+    pub part_size: u64,
+    /// Ranged GETs in flight per object.
+    pub parts_in_flight: usize,
+    /// Attempts per part (each resumes where the last stopped).
+    pub attempts: u32,
+}
+
+impl S3Options {
+    pub fn with_defaults(mut self) -> Self {
+        if self.part_size == 0 {
+            self.part_size = 8 << 20;
+        }
+        if self.parts_in_flight == 0 {
+            self.parts_in_flight = 4;
+        }
+        if self.attempts == 0 {
+            self.attempts = 8;
+        }
+        self
+    }
+}
+
+/// `s3://bucket/key`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct S3Url {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl S3Url {
+    pub fn parse(url: &str) -> Option<S3Url> {
+        let rest = url.strip_prefix("s3://")?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return None;
+        }
+        Some(S3Url {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for S3Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// What went wrong, said so that a user can fix it. Never holds secrets or signed URLs.
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    /// Credentials, permissions, region, a missing bucket or key: the user's to fix.
+    #[error("{0}")]
+    Access(String),
+    /// Anything else, after retries.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl S3Error {
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, S3Error::Access(_))
+    }
+}
+
+/// Turn an SDK error into a one-line message naming the object and what to do.
+fn describe<E>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>, what: &str) -> S3Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let code = err.code().unwrap_or_default().to_string();
+    let status = match err {
+        SdkError::ServiceError(e) => Some(e.raw().status().as_u16()),
+        _ => None,
+    };
+    let context = DisplayErrorContext(err).to_string();
+    let lower = context.to_lowercase();
+    if lower.contains("no credentials")
+        || lower.contains("credentials provider")
+        || lower.contains("failed to load credentials")
+    {
+        return S3Error::Access(format!(
+            "no AWS credentials for {what}: set AWS_PROFILE or --profile, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run with an IAM role"
+        ));
+    }
+    match (code.as_str(), status) {
+        ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AllAccessDisabled", _) | (_, Some(403)) => {
+            S3Error::Access(format!(
+                "access denied to {what} ({}): check the credentials in use and that their policy allows s3:GetObject and s3:ListBucket there",
+                if code.is_empty() { "403" } else { &code }
+            ))
+        }
+        ("PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException", _) | (_, Some(301)) => {
+            S3Error::Access(format!("{what} is in another region: pass --region with the bucket's region"))
+        }
+        ("NoSuchBucket", _) => S3Error::Access(format!("{what}: no such bucket; check the bucket name")),
+        ("NoSuchKey" | "NotFound", _) | (_, Some(404)) => S3Error::Access(format!("{what}: no such object; check the path")),
+        _ => {
+            // Keep the message short and free of request details such as signed URLs.
+            let mut first = context.lines().next().unwrap_or("").to_string();
+            for marker in [" (DispatchFailure", " (ServiceError", " (ResponseError", " (TimeoutError", " (ConstructionFailure"] {
+                if let Some(at) = first.find(marker) {
+                    first.truncate(at);
+                }
+            }
+            let first: String = first.chars().take(300).collect();
+            S3Error::Failed(format!("S3 request for {what} failed: {first}"))
+        }
+    }
+}
+
+/// A connected S3 client with the runtime its requests run on.
+pub struct S3 {
+    rt: tokio::runtime::Runtime,
+    client: aws_sdk_s3::Client,
+    opts: S3Options,
+}
+
+impl S3 {
+    pub fn connect(opts: &S3Options) -> Result<S3, S3Error> {
+        let opts = opts.clone().with_defaults();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fhirlake-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| S3Error::Failed(format!("cannot start the S3 runtime: {e}")))?;
+        let client = rt.block_on(async {
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(p) = &opts.profile {
+                loader = loader.profile_name(p);
+            }
+            if let Some(r) = &opts.region {
+                loader = loader.region(aws_config::Region::new(r.clone()));
+            }
+            if let Some(e) = &opts.endpoint_url {
+                loader = loader.endpoint_url(e);
+            }
+            let shared = loader.load().await;
+            let mut conf = aws_sdk_s3::config::Builder::from(&shared);
+            if shared.region().is_none() {
+                conf = conf.region(aws_config::Region::new("us-east-1"));
+            }
+            if opts.path_style {
+                conf = conf.force_path_style(true);
+            }
+            aws_sdk_s3::Client::from_conf(conf.build())
+        });
+        Ok(S3 { rt, client, opts })
+    }
+
+    /// A whole (small) object, such as a manifest.
+    pub fn get_bytes(&self, url: &S3Url) -> Result<Vec<u8>, S3Error> {
+        let mut out = Vec::new();
+        self.open(url, None)?
+            .read_to_end(&mut out)
+            .map_err(|e| S3Error::Failed(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Every object under `prefix`, with its size, in key order.
+    pub fn list(&self, prefix: &S3Url) -> Result<Vec<(S3Url, u64)>, S3Error> {
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&prefix.bucket)
+                .prefix(&prefix.key)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| describe(&e, &prefix.to_string()))?;
+                for o in page.contents() {
+                    if let Some(k) = o.key() {
+                        out.push((
+                            S3Url {
+                                bucket: prefix.bucket.clone(),
+                                key: k.to_string(),
+                            },
+                            o.size().unwrap_or(0).max(0) as u64,
+                        ));
+                    }
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+    }
+
+    /// The size of an object.
+    pub fn size(&self, url: &S3Url) -> Result<u64, S3Error> {
+        self.rt.block_on(async {
+            let head = self
+                .client
+                .head_object()
+                .bucket(&url.bucket)
+                .key(&url.key)
+                .send()
+                .await
+                .map_err(|e| describe(&e, &url.to_string()))?;
+            Ok(head.content_length().unwrap_or(0).max(0) as u64)
+        })
+    }
+
+    /// Read an object as a stream of its bytes, in order.
+    pub fn open(&self, url: &S3Url, size: Option<u64>) -> Result<S3Reader, S3Error> {
+        let size = match size {
+            Some(s) => s,
+            None => self.size(url)?,
+        };
+        let part = self.opts.part_size.max(1);
+        let parts = size.div_ceil(part);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(
+            self.opts.parts_in_flight,
+        );
+        let client = self.client.clone();
+        let url2 = url.clone();
+        let in_flight = self.opts.parts_in_flight.max(1);
+        let attempts = self.opts.attempts.max(1);
+        self.rt.spawn(async move {
+            let mut pending = std::collections::VecDeque::new();
+            let mut next = 0u64;
+            loop {
+                while pending.len() < in_flight && next < parts {
+                    let start = next * part;
+                    let end = ((next + 1) * part).min(size) - 1;
+                    let (c, u) = (client.clone(), url2.clone());
+                    pending.push_back(tokio::spawn(async move {
+                        fetch_range(&c, &u, start, end, attempts).await
+                    }));
+                    next += 1;
+                }
+                let Some(handle) = pending.pop_front() else {
+                    break;
+                };
+                let result = match handle.await {
+                    Ok(r) => r,
+                    Err(e) => Err(std::io::Error::other(format!("S3 read task failed: {e}"))),
+                };
+                let failed = result.is_err();
+                if tx.send(result).await.is_err() || failed {
+                    // The reader is gone, or this part failed for good: stop fetching.
+                    for h in pending {
+                        h.abort();
+                    }
+                    return;
+                }
+            }
+        });
+        Ok(S3Reader {
+            rx,
+            current: bytes::Bytes::new(),
+        })
+    }
+}
+
+/// Fetch `[start, end]` of an object, resuming after failures from the byte reached.
+async fn fetch_range(
+    client: &aws_sdk_s3::Client,
+    url: &S3Url,
+    start: u64,
+    end: u64,
+    attempts: u32,
+) -> Result<bytes::Bytes, std::io::Error> {
+    let want = (end - start + 1) as usize;
+    let mut buf = Vec::with_capacity(want);
+    let mut failures = 0u32;
+    let mut last_error = String::new();
+    while buf.len() < want {
+        if failures >= attempts {
+            return Err(std::io::Error::other(format!(
+                "reading {url} failed at byte {} after {attempts} attempts: {last_error}",
+                start + buf.len() as u64
+            )));
+        }
+        if failures > 0 {
+            let backoff =
+                Duration::from_millis(100u64 << failures.min(6)).min(Duration::from_secs(5));
+            tokio::time::sleep(backoff).await;
+        }
+        let from = start + buf.len() as u64;
+        let resp = client
+            .get_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .range(format!("bytes={from}-{end}"))
+            .send()
+            .await;
+        let mut body = match resp {
+            Ok(r) => r.body,
+            Err(e) => {
+                let d = describe(&e, &url.to_string());
+                if d.is_user_error() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        d.to_string(),
+                    ));
+                }
+                last_error = d.to_string();
+                failures += 1;
+                continue;
+            }
+        };
+        loop {
+            match body.try_next().await {
+                Ok(Some(chunk)) => {
+                    let room = want - buf.len();
+                    buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    last_error = format!("body interrupted: {e}");
+                    break;
+                }
+            }
+        }
+        if buf.len() < want {
+            failures += 1;
+            if last_error.is_empty() {
+                last_error = "body ended early".into();
+            }
+        }
+    }
+    Ok(bytes::Bytes::from(buf))
+}
+
+/// The bytes of one object, in order, as `std::io::Read`.
+pub struct S3Reader {
+    rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+    current: bytes::Bytes,
+}
+
+impl Read for S3Reader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+/// A client made on first use, so that local runs never load AWS configuration.
+#[derive(Default, Clone)]
+pub struct LazyS3 {
+    opts: S3Options,
+    cell: Arc<OnceLock<Result<Arc<S3>, String>>>,
+}
+
+impl LazyS3 {
+    pub fn new(opts: S3Options) -> Self {
+        LazyS3 {
+            opts,
+            cell: Arc::default(),
+        }
+    }
+    pub fn get(&self) -> Result<Arc<S3>, S3Error> {
+        self.cell
+            .get_or_init(|| {
+                S3::connect(&self.opts)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(S3Error::Failed)
+    }
+}
+
+impl std::fmt::Debug for LazyS3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyS3").field("opts", &self.opts).finish()
+    }
+}
