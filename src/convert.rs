@@ -15,6 +15,7 @@
 //! next run removes; a re-run replaces its partition and never duplicates rows.
 
 use crate::decode::{DecodeOptions, Decoder};
+use crate::dest::Dest;
 use crate::manifest::{InputFile, Plan, Role};
 use crate::model::Model;
 use crate::progress::Progress;
@@ -107,6 +108,10 @@ pub struct ConvertOptions {
     pub quiet: bool,
     /// For files in S3.
     pub s3: crate::s3::LazyS3,
+    /// Encryption of objects written to S3.
+    pub sse: crate::s3::Sse,
+    /// Part size of multipart uploads to S3.
+    pub upload_part_bytes: usize,
 }
 
 impl ConvertOptions {
@@ -131,6 +136,8 @@ impl ConvertOptions {
             memory_limit: memory_limit.max(64 << 20),
             quiet: false,
             s3: Default::default(),
+            sse: Default::default(),
+            upload_part_bytes: 16 << 20,
         }
     }
 }
@@ -174,51 +181,60 @@ struct Table<'p> {
 }
 
 /// Where a table's and the quarantine's files go.
+///
+/// On disk, a run writes into hidden staging folders and renames them into place at the
+/// end. In S3, which has no rename, a run writes objects under names of its own
+/// (`part-<run>-NNNNN.parquet`) straight into the partition; the run report, written
+/// last, lists exactly them, and only then are the earlier run's objects deleted.
 struct Layout {
-    out: PathBuf,
+    dest: Arc<Dest>,
     export_id: String,
     run_id: String,
     partition: Partitioning,
 }
 
 impl Layout {
-    /// The published folder of a table (or `_quarantine`).
-    fn final_dir(&self, folder: &str) -> PathBuf {
-        match self.partition {
-            Partitioning::Export => self
-                .out
-                .join(folder)
-                .join(format!("export={}", self.export_id)),
-            Partitioning::None => self.out.join(folder),
-        }
-    }
+    /// The published folder of a table (or `_quarantine`), relative to the destination.
     fn rel_final(&self, folder: &str) -> String {
         match self.partition {
             Partitioning::Export => format!("{folder}/export={}", self.export_id),
             Partitioning::None => folder.to_string(),
         }
     }
-    /// The hidden folder a table is written to before it is published.
-    fn staging_dir(&self, folder: &str) -> PathBuf {
-        self.hidden(folder, &format!("staging-{}", self.run_id))
-    }
-    fn hidden(&self, folder: &str, what: &str) -> PathBuf {
-        match self.partition {
-            Partitioning::Export => self
-                .out
-                .join(folder)
-                .join(format!(".export={}.{what}", self.export_id)),
-            Partitioning::None => self.out.join(format!(".{folder}.{what}")),
+    /// Where this run writes a table's files.
+    fn rel_write(&self, folder: &str) -> String {
+        if self.dest.is_s3() {
+            self.rel_final(folder)
+        } else {
+            self.rel_hidden(folder, &format!("staging-{}", self.run_id))
         }
     }
-    /// Remove hidden folders left by interrupted runs of this export.
+    /// Put before each file name this run writes.
+    fn name_prefix(&self) -> String {
+        if self.dest.is_s3() {
+            format!("{}-", self.run_id)
+        } else {
+            String::new()
+        }
+    }
+    fn rel_hidden(&self, folder: &str, what: &str) -> String {
+        match self.partition {
+            Partitioning::Export => format!("{folder}/.export={}.{what}", self.export_id),
+            Partitioning::None => format!(".{folder}.{what}"),
+        }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dest.local_path(rel).expect("a local destination")
+    }
+    /// Remove hidden folders left by interrupted runs of this export (on disk; in S3 the
+    /// objects of unfinished runs are deleted after the next commit).
     fn clean_leftovers(&self, folder: &str) {
+        let Dest::Local(out) = &*self.dest else {
+            return;
+        };
         let (parent, prefix) = match self.partition {
-            Partitioning::Export => (
-                self.out.join(folder),
-                format!(".export={}.", self.export_id),
-            ),
-            Partitioning::None => (self.out.clone(), format!(".{folder}.")),
+            Partitioning::Export => (out.join(folder), format!(".export={}.", self.export_id)),
+            Partitioning::None => (out.clone(), format!(".{folder}.")),
         };
         if let Ok(entries) = std::fs::read_dir(&parent) {
             for e in entries.flatten() {
@@ -228,11 +244,22 @@ impl Layout {
             }
         }
     }
-    /// Swap a staged folder in for the published one.
+    /// Make sure the folder a table is written to exists, even if it gets no file.
+    fn prepare(&self, folder: &str) -> Result<(), ConvertError> {
+        if !self.dest.is_s3() {
+            let staged = self.path(&self.rel_write(folder));
+            std::fs::create_dir_all(&staged).map_err(write_err(&staged))?;
+        }
+        Ok(())
+    }
+    /// Swap a staged folder in for the published one (on disk).
     fn publish(&self, folder: &str) -> Result<(), ConvertError> {
-        let staged = self.staging_dir(folder);
-        let target = self.final_dir(folder);
-        let old = self.hidden(folder, &format!("old-{}", self.run_id));
+        if self.dest.is_s3() {
+            return Ok(());
+        }
+        let staged = self.path(&self.rel_write(folder));
+        let target = self.path(&self.rel_final(folder));
+        let old = self.path(&self.rel_hidden(folder, &format!("old-{}", self.run_id)));
         if target.exists() {
             std::fs::rename(&target, &old).map_err(write_err(&target))?;
         }
@@ -242,34 +269,44 @@ impl Layout {
         }
         Ok(())
     }
+    /// The quarantine file of a table, relative to the destination.
+    fn quarantine_file(&self, table: &str) -> String {
+        format!(
+            "{}/{}{table}.ndjson",
+            self.rel_write("_quarantine"),
+            self.name_prefix()
+        )
+    }
 }
 
 /// Rejected lines of one table, written as NDJSON: file, line, id, reason, raw text.
 struct Quarantine {
-    path: PathBuf,
-    out: Option<std::io::BufWriter<std::fs::File>>,
+    dest: Arc<Dest>,
+    rel: String,
+    out: Option<Box<dyn crate::dest::Output>>,
 }
 
 impl Quarantine {
+    fn err(&self) -> impl Fn(std::io::Error) -> ConvertError + '_ {
+        move |source| ConvertError::Write {
+            path: self.dest.display(&self.rel),
+            source,
+        }
+    }
     fn write(&mut self, record: &serde_json::Value) -> Result<(), ConvertError> {
         if self.out.is_none() {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir).map_err(write_err(dir))?;
-            }
-            let f = std::fs::File::create(&self.path).map_err(write_err(&self.path))?;
-            self.out = Some(std::io::BufWriter::new(f));
+            let out = self.dest.create(&self.rel).map_err(self.err())?;
+            self.out = Some(out);
         }
-        let out = self.out.as_mut().expect("opened above");
-        serde_json::to_writer(&mut *out, record).map_err(|e| ConvertError::Write {
-            path: self.path.display().to_string(),
-            source: e.into(),
-        })?;
-        out.write_all(b"\n").map_err(write_err(&self.path))
+        let mut line = serde_json::to_vec(record).expect("a JSON value serialises");
+        line.push(b'\n');
+        let result = self.out.as_mut().expect("opened above").write_all(&line);
+        result.map_err(self.err())
     }
-    fn finish(self) -> Result<bool, ConvertError> {
-        match self.out {
-            Some(mut w) => {
-                w.flush().map_err(write_err(&self.path))?;
+    fn finish(mut self) -> Result<bool, ConvertError> {
+        match self.out.take() {
+            Some(out) => {
+                out.complete().map_err(self.err())?;
                 Ok(true)
             }
             None => Ok(false),
@@ -287,13 +324,32 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
         started_at.replace([':', '.'], "").replace('-', ""),
         std::process::id()
     );
+    let dest = Arc::new(match crate::s3::S3Url::parse(&opts.out.to_string_lossy()) {
+        Some(mut base) => {
+            if !base.key.is_empty() && !base.key.ends_with('/') {
+                base.key.push('/');
+            }
+            Dest::S3 {
+                s3: opts
+                    .s3
+                    .get()
+                    .map_err(|e| ConvertError::Setup(e.to_string()))?,
+                base,
+                sse: opts.sse.clone(),
+                part_size: opts.upload_part_bytes,
+            }
+        }
+        None => {
+            std::fs::create_dir_all(&opts.out).map_err(write_err(&opts.out))?;
+            Dest::Local(opts.out.clone())
+        }
+    });
     let layout = Layout {
-        out: opts.out.clone(),
+        dest: dest.clone(),
         export_id: plan.export_id.clone(),
         run_id: run_id.clone(),
         partition: opts.partition,
     };
-    std::fs::create_dir_all(&opts.out).map_err(write_err(&opts.out))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .stack_size(WORKER_STACK)
@@ -334,7 +390,6 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
             manifest_count: f.count,
         })
         .collect();
-    let quarantine_dir = layout.staging_dir("_quarantine");
     layout.clean_leftovers("_quarantine");
     let mut any_quarantined = false;
 
@@ -348,7 +403,6 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
         opts,
         pool: &pool,
         layout: &layout,
-        quarantine_dir: &quarantine_dir,
         progress: &progress,
     };
     let mut outcomes = Vec::with_capacity(tables.len());
@@ -394,11 +448,11 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
     for table in tables.values() {
         layout.publish(&table.folder)?;
     }
-    let quarantine_final = layout.final_dir("_quarantine");
     if any_quarantined {
         layout.publish("_quarantine")?;
-    } else {
-        let _ = std::fs::remove_dir_all(&quarantine_dir);
+    } else if let Dest::Local(_) = &*dest {
+        let _ = std::fs::remove_dir_all(layout.path(&layout.rel_write("_quarantine")));
+        let quarantine_final = layout.path(&layout.rel_final("_quarantine"));
         if quarantine_final.exists() {
             // A previous run's quarantine of this export no longer applies.
             std::fs::remove_dir_all(&quarantine_final).map_err(write_err(&quarantine_final))?;
@@ -437,7 +491,10 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
         "succeeded"
     }
     .into();
-    write_report(&opts.out, &plan.export_id, &report)?;
+    write_report(&dest, &plan.export_id, &report)?;
+    if let Dest::S3 { s3, .. } = &*dest {
+        remove_superseded_objects(s3, &dest, &layout, &report)?;
+    }
     Ok(Outcome {
         report,
         over_threshold: over,
@@ -458,14 +515,79 @@ fn options_json(opts: &ConvertOptions) -> serde_json::Value {
     })
 }
 
-fn write_report(out: &Path, export_id: &str, report: &RunReport) -> Result<(), ConvertError> {
-    let dir = out.join("_runs");
-    std::fs::create_dir_all(&dir).map_err(write_err(&dir))?;
-    let path = dir.join(format!("{export_id}.json"));
-    let tmp = dir.join(format!(".{export_id}.json.tmp"));
+/// Write the run report: the commit point of a run.
+fn write_report(dest: &Dest, export_id: &str, report: &RunReport) -> Result<(), ConvertError> {
+    let rel = format!("_runs/{export_id}.json");
     let text = serde_json::to_vec_pretty(report).expect("the report serialises");
-    std::fs::write(&tmp, text).map_err(write_err(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(write_err(&path))
+    match dest {
+        Dest::Local(out) => {
+            let dir = out.join("_runs");
+            std::fs::create_dir_all(&dir).map_err(write_err(&dir))?;
+            let path = dir.join(format!("{export_id}.json"));
+            let tmp = dir.join(format!(".{export_id}.json.tmp"));
+            std::fs::write(&tmp, text).map_err(write_err(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(write_err(&path))
+        }
+        Dest::S3 { .. } => dest.put(&rel, text).map_err(|source| ConvertError::Write {
+            path: dest.display(&rel),
+            source,
+        }),
+    }
+}
+
+/// After a committed run in S3: delete every object in this export's partitions (tables
+/// and quarantine) that the new run report does not list: the earlier run's, and those
+/// of runs that never committed.
+fn remove_superseded_objects(
+    s3: &crate::s3::S3,
+    dest: &Dest,
+    layout: &Layout,
+    report: &RunReport,
+) -> Result<(), ConvertError> {
+    let mut keep = std::collections::HashSet::new();
+    let mut folders: Vec<String> = Vec::new();
+    for t in report.tables.values() {
+        folders.push(t.path.clone());
+        for f in &t.output_files {
+            keep.insert(format!("{}/{}", t.path, f.name));
+        }
+    }
+    let quarantine = layout.rel_final("_quarantine");
+    folders.push(quarantine.clone());
+    for t in report.tables.keys() {
+        keep.insert(layout.quarantine_file(t));
+    }
+    let err = |e: crate::s3::S3Error| {
+        ConvertError::Setup(format!(
+            "the run committed, but removing superseded objects failed: {e}"
+        ))
+    };
+    let mut stale = Vec::new();
+    for folder in folders {
+        let prefix = dest.url(&format!("{folder}/")).expect("S3 destination");
+        for (url, _) in s3.list(&prefix).map_err(err)? {
+            let rel = dest_rel(dest, &url);
+            if !keep.contains(&rel) {
+                stale.push(url);
+            }
+        }
+    }
+    if !stale.is_empty() {
+        s3.delete(&stale).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The path of an object relative to an S3 destination.
+fn dest_rel(dest: &Dest, url: &crate::s3::S3Url) -> String {
+    match dest {
+        Dest::S3 { base, .. } => url
+            .key
+            .strip_prefix(&base.key)
+            .unwrap_or(&url.key)
+            .to_string(),
+        Dest::Local(_) => String::new(),
+    }
 }
 
 /// What every table's run shares.
@@ -474,7 +596,6 @@ struct TableContext<'a> {
     opts: &'a ConvertOptions,
     pool: &'a rayon::ThreadPool,
     layout: &'a Layout,
-    quarantine_dir: &'a Path,
     progress: &'a Progress,
 }
 
@@ -503,10 +624,10 @@ impl Table<'_> {
 /// Convert one table into its staging folder.
 fn run_table(table: &Table<'_>, cx: &TableContext<'_>) -> Result<TableOutcome, ConvertError> {
     cx.layout.clean_leftovers(&table.folder);
-    let staged = cx.layout.staging_dir(&table.folder);
-    std::fs::create_dir_all(&staged).map_err(write_err(&staged))?;
+    cx.layout.prepare(&table.folder)?;
     let mut quarantine = Quarantine {
-        path: cx.quarantine_dir.join(format!("{}.ndjson", table.folder)),
+        dest: cx.layout.dest.clone(),
+        rel: cx.layout.quarantine_file(&table.folder),
         out: None,
     };
     let t0 = Instant::now();
@@ -516,7 +637,7 @@ fn run_table(table: &Table<'_>, cx: &TableContext<'_>) -> Result<TableOutcome, C
         .iter()
         .map(|(i, _)| (*i, FileStats::default()))
         .collect();
-    let outputs = convert_table(table, cx, &staged, &mut stats, &mut quarantine)?;
+    let outputs = convert_table(table, cx, &mut stats, &mut quarantine)?;
     let quarantined = quarantine.finish()?;
     let mut report = TableReport {
         resource_type: table.resource_type.clone(),
@@ -548,7 +669,6 @@ fn run_table(table: &Table<'_>, cx: &TableContext<'_>) -> Result<TableOutcome, C
 fn convert_table(
     table: &Table<'_>,
     cx: &TableContext<'_>,
-    staged: &Path,
     stats: &mut BTreeMap<usize, FileStats>,
     quarantine: &mut Quarantine,
 ) -> Result<Vec<crate::sink::OutputFile>, ConvertError> {
@@ -602,7 +722,9 @@ fn convert_table(
     // Stage 3: the writer.
     let (batch_tx, batch_rx) = sync_channel::<arrow_array::RecordBatch>(opts.window);
     let mut writer = TableWriter::new(
-        staged,
+        cx.layout.dest.clone(),
+        &cx.layout.rel_write(&table.folder),
+        &cx.layout.name_prefix(),
         &table.resource_type,
         model.clone(),
         opts.sink.clone(),

@@ -13,6 +13,7 @@
 pub mod annotate;
 pub mod convert;
 pub mod decode;
+pub mod dest;
 pub mod encode;
 pub mod manifest;
 pub mod model;

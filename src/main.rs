@@ -95,6 +95,16 @@ enum Command {
         /// No progress and no summary.
         #[arg(long, short)]
         quiet: bool,
+        /// Encrypt objects written to S3 with this KMS key (id or ARN), as HealthLake
+        /// export jobs do (SSE-KMS).
+        #[arg(long)]
+        sse_kms_key_id: Option<String>,
+        /// Server-side encryption of objects written to S3 (default: the bucket's).
+        #[arg(long, value_enum)]
+        sse: Option<SseMode>,
+        /// Part size of multipart uploads to S3 (at least 5 MiB).
+        #[arg(long, default_value = "16MiB", value_parser = parse_size)]
+        s3_upload_part_size: u64,
         #[command(flatten)]
         s3: S3Args,
     },
@@ -195,6 +205,16 @@ fn plan_error(e: manifest::ManifestError) -> (u8, String) {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum SseMode {
+    /// SSE-S3.
+    #[value(name = "AES256")]
+    Aes256,
+    /// SSE-KMS with the account's default key (or --sse-kms-key-id).
+    #[value(name = "aws:kms")]
+    AwsKms,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum SchemaFormat {
     Arrow,
     Athena,
@@ -230,6 +250,13 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
+    // Ctrl-C: abort S3 multipart uploads under way, so none is left behind; nothing
+    // visible is left either (staged folders are hidden, S3 runs commit last).
+    let _ = ctrlc::set_handler(|| {
+        fhirlake::s3::abort_all_uploads();
+        eprintln!("fhirlake: interrupted; nothing was committed (a re-run starts over)");
+        std::process::exit(130);
+    });
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -298,14 +325,17 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
             threads,
             keep_unknown,
             quiet,
+            sse,
+            sse_kms_key_id,
+            s3_upload_part_size,
             s3,
         } => {
-            if out.to_string_lossy().starts_with("s3://") {
-                return Err((
-                    EXIT_USAGE,
-                    "writing to S3 is not supported yet: convert to a local folder and copy it with `aws s3 sync`".into(),
-                ));
-            }
+            let sse = match (sse, sse_kms_key_id) {
+                (_, Some(key)) => fhirlake::s3::Sse::Kms(Some(key)),
+                (Some(SseMode::AwsKms), None) => fhirlake::s3::Sse::Kms(None),
+                (Some(SseMode::Aes256), None) => fhirlake::s3::Sse::S3,
+                (None, None) => fhirlake::s3::Sse::BucketDefault,
+            };
             let s3 = s3.lazy();
             let plan = manifest::plan(
                 &input,
@@ -326,6 +356,8 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
             opts.keep_unknown = keep_unknown;
             opts.quiet = quiet;
             opts.s3 = s3;
+            opts.sse = sse;
+            opts.upload_part_bytes = s3_upload_part_size.max(5 << 20) as usize;
             tracing::info!(files = plan.files.len(), export_id = %plan.export_id, "converting");
             let outcome = convert::convert(&plan, &input.display().to_string(), &opts)
                 .map_err(|e| (EXIT_FAILURE, e.to_string()))?;

@@ -404,3 +404,274 @@ impl std::fmt::Debug for LazyS3 {
         f.debug_struct("LazyS3").field("opts", &self.opts).finish()
     }
 }
+
+/// Server-side encryption of written objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Sse {
+    /// The bucket's default.
+    #[default]
+    BucketDefault,
+    /// SSE-S3 (AES256).
+    S3,
+    /// SSE-KMS, with the key's id or ARN (or the account's default key).
+    Kms(Option<String>),
+}
+
+/// A multipart upload under way: the client, the object and the upload id.
+type OpenUpload = (Arc<S3>, S3Url, String);
+
+/// Multipart uploads under way, so that Ctrl-C can abort them.
+fn uploads() -> &'static std::sync::Mutex<Vec<OpenUpload>> {
+    static UPLOADS: OnceLock<std::sync::Mutex<Vec<OpenUpload>>> = OnceLock::new();
+    UPLOADS.get_or_init(Default::default)
+}
+
+/// Abort every multipart upload still under way (on Ctrl-C or a failed run), so that no
+/// incomplete upload is left behind to be billed.
+pub fn abort_all_uploads() {
+    let pending: Vec<_> = match uploads().lock() {
+        Ok(mut u) => u.drain(..).collect(),
+        Err(_) => return,
+    };
+    for (s3, url, id) in pending {
+        s3.abort(&url, &id);
+    }
+}
+
+impl S3 {
+    fn abort(&self, url: &S3Url, upload_id: &str) {
+        let _ = self.rt.block_on(
+            self.client
+                .abort_multipart_upload()
+                .bucket(&url.bucket)
+                .key(&url.key)
+                .upload_id(upload_id)
+                .send(),
+        );
+    }
+
+    /// Write a small object whole.
+    pub fn put(&self, url: &S3Url, body: Vec<u8>, sse: &Sse) -> Result<(), S3Error> {
+        self.rt.block_on(async {
+            let mut req = self
+                .client
+                .put_object()
+                .bucket(&url.bucket)
+                .key(&url.key)
+                .body(body.into());
+            match sse {
+                Sse::BucketDefault => {}
+                Sse::S3 => {
+                    req =
+                        req.server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+                }
+                Sse::Kms(key) => {
+                    req = req
+                        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                        .set_ssekms_key_id(key.clone());
+                }
+            }
+            req.send()
+                .await
+                .map_err(|e| describe(&e, &url.to_string()))?;
+            Ok(())
+        })
+    }
+
+    /// Delete objects (one request per 1,000).
+    pub fn delete(&self, urls: &[S3Url]) -> Result<(), S3Error> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let mut by_bucket: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for u in urls {
+            by_bucket.entry(&u.bucket).or_default().push(&u.key);
+        }
+        self.rt.block_on(async {
+            for (bucket, keys) in by_bucket {
+                for batch in keys.chunks(1000) {
+                    let objects = batch
+                        .iter()
+                        .map(|k| {
+                            ObjectIdentifier::builder()
+                                .key(*k)
+                                .build()
+                                .expect("key is set")
+                        })
+                        .collect();
+                    let delete = Delete::builder()
+                        .set_objects(Some(objects))
+                        .quiet(true)
+                        .build()
+                        .expect("objects are set");
+                    self.client
+                        .delete_objects()
+                        .bucket(bucket)
+                        .delete(delete)
+                        .send()
+                        .await
+                        .map_err(|e| describe(&e, &format!("s3://{bucket}/")))?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// An object written as a stream: a multipart upload once it outgrows one part, else a
+/// single PUT. Dropped without [`S3Upload::complete`], it aborts its upload.
+pub struct S3Upload {
+    s3: Arc<S3>,
+    url: S3Url,
+    sse: Sse,
+    part_size: usize,
+    buf: Vec<u8>,
+    upload_id: Option<String>,
+    parts: Vec<aws_sdk_s3::types::CompletedPart>,
+    bytes: u64,
+    done: bool,
+}
+
+impl S3Upload {
+    pub fn new(s3: Arc<S3>, url: S3Url, sse: Sse, part_size: usize) -> S3Upload {
+        S3Upload {
+            s3,
+            url,
+            sse,
+            // S3 parts are at least 5 MiB, except the last.
+            part_size: part_size.max(5 << 20),
+            buf: Vec::new(),
+            upload_id: None,
+            parts: Vec::new(),
+            bytes: 0,
+            done: false,
+        }
+    }
+
+    fn io(e: S3Error) -> std::io::Error {
+        std::io::Error::other(e.to_string())
+    }
+
+    fn upload_part(&mut self, body: Vec<u8>) -> std::io::Result<()> {
+        let s3 = self.s3.clone();
+        if self.upload_id.is_none() {
+            let id = s3.rt.block_on(async {
+                let mut req = s3
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.url.bucket)
+                    .key(&self.url.key);
+                match &self.sse {
+                    Sse::BucketDefault => {}
+                    Sse::S3 => {
+                        req = req
+                            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+                    }
+                    Sse::Kms(key) => {
+                        req = req
+                            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                            .set_ssekms_key_id(key.clone());
+                    }
+                }
+                let out = req
+                    .send()
+                    .await
+                    .map_err(|e| describe(&e, &self.url.to_string()))?;
+                out.upload_id().map(str::to_string).ok_or_else(|| {
+                    S3Error::Failed(format!("{}: S3 returned no upload id", self.url))
+                })
+            });
+            let id = id.map_err(Self::io)?;
+            if let Ok(mut u) = uploads().lock() {
+                u.push((s3.clone(), self.url.clone(), id.clone()));
+            }
+            self.upload_id = Some(id);
+        }
+        let number = self.parts.len() as i32 + 1;
+        let upload_id = self.upload_id.clone().expect("created above");
+        let etag = s3.rt.block_on(async {
+            let out = s3
+                .client
+                .upload_part()
+                .bucket(&self.url.bucket)
+                .key(&self.url.key)
+                .upload_id(&upload_id)
+                .part_number(number)
+                .body(body.into())
+                .send()
+                .await
+                .map_err(|e| describe(&e, &self.url.to_string()))?;
+            Ok::<_, S3Error>(out.e_tag().map(str::to_string))
+        });
+        let etag = etag.map_err(Self::io)?;
+        self.parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(etag)
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Finish the object; returns its size.
+    pub fn complete(mut self) -> std::io::Result<u64> {
+        let rest = std::mem::take(&mut self.buf);
+        if self.upload_id.is_none() {
+            self.s3.put(&self.url, rest, &self.sse).map_err(Self::io)?;
+        } else {
+            if !rest.is_empty() {
+                self.upload_part(rest)?;
+            }
+            let upload_id = self.upload_id.clone().expect("multipart");
+            let s3 = self.s3.clone();
+            let parts = std::mem::take(&mut self.parts);
+            s3.rt
+                .block_on(async {
+                    s3.client
+                        .complete_multipart_upload()
+                        .bucket(&self.url.bucket)
+                        .key(&self.url.key)
+                        .upload_id(&upload_id)
+                        .multipart_upload(
+                            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                                .set_parts(Some(parts))
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .map_err(|e| describe(&e, &self.url.to_string()))
+                })
+                .map_err(Self::io)?;
+            if let Ok(mut u) = uploads().lock() {
+                u.retain(|(_, _, id)| *id != upload_id);
+            }
+        }
+        self.done = true;
+        Ok(self.bytes)
+    }
+}
+
+impl std::io::Write for S3Upload {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        self.bytes += data.len() as u64;
+        while self.buf.len() >= self.part_size {
+            let rest = self.buf.split_off(self.part_size);
+            let part = std::mem::replace(&mut self.buf, rest);
+            self.upload_part(part)?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for S3Upload {
+    fn drop(&mut self) {
+        if let (false, Some(id)) = (self.done, &self.upload_id) {
+            self.s3.abort(&self.url, id);
+            if let Ok(mut u) = uploads().lock() {
+                u.retain(|(_, _, i)| i != id);
+            }
+        }
+    }
+}

@@ -6,16 +6,16 @@
 //! opens with the wider schema. All files of a table therefore merge by union. Files roll
 //! at the target size; row groups are flushed by size, so memory stays bounded.
 
+use crate::dest::{Dest, Output};
 use crate::model::Model;
 use crate::schema;
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Compression codec of the Parquet files.
@@ -78,15 +78,21 @@ pub enum SinkError {
 }
 
 struct OpenFile {
-    writer: ArrowWriter<File>,
-    path: PathBuf,
+    writer: ArrowWriter<Box<dyn Output>>,
+    /// How messages name the file.
+    path: String,
     name: String,
     rows: u64,
 }
 
-/// Writes one table into a folder.
+/// Writes one table into a folder of a destination.
 pub struct TableWriter {
-    dir: PathBuf,
+    dest: Arc<Dest>,
+    /// The folder, relative to the destination.
+    dir: String,
+    /// Put before `part-NNNNN.parquet`: S3 has no rename, so each run's objects get
+    /// names of their own.
+    name_prefix: String,
     resource_type: String,
     model: Arc<Model>,
     settings: SinkSettings,
@@ -99,13 +105,17 @@ pub struct TableWriter {
 
 impl TableWriter {
     pub fn new(
-        dir: &Path,
+        dest: Arc<Dest>,
+        dir: &str,
+        name_prefix: &str,
         resource_type: &str,
         model: Arc<Model>,
         settings: SinkSettings,
     ) -> TableWriter {
         TableWriter {
-            dir: dir.to_path_buf(),
+            dest,
+            dir: dir.to_string(),
+            name_prefix: name_prefix.to_string(),
             resource_type: resource_type.to_string(),
             model,
             settings,
@@ -183,11 +193,12 @@ impl TableWriter {
             self.open_file(&target)?;
         }
         let open = self.open.as_mut().expect("file opened above");
-        let perr = |path: &Path| {
-            let path = path.display().to_string();
-            move |source| SinkError::Parquet { path, source }
-        };
-        open.writer.write(&batch).map_err(perr(&open.path))?;
+        open.writer
+            .write(&batch)
+            .map_err(|source| SinkError::Parquet {
+                path: open.path.clone(),
+                source,
+            })?;
         open.rows += batch.num_rows() as u64;
         let size = open.writer.bytes_written() as u64 + open.writer.in_progress_size() as u64;
         if size >= self.settings.target_file_bytes {
@@ -197,10 +208,11 @@ impl TableWriter {
     }
 
     fn open_file(&mut self, schema: &Arc<Schema>) -> Result<(), SinkError> {
-        let name = format!("part-{:05}.parquet", self.files.len());
-        let path = self.dir.join(&name);
-        let file = File::create(&path).map_err(|source| SinkError::Io {
-            path: path.display().to_string(),
+        let name = format!("{}part-{:05}.parquet", self.name_prefix, self.files.len());
+        let rel = format!("{}/{name}", self.dir);
+        let path = self.dest.display(&rel);
+        let out = self.dest.create(&rel).map_err(|source| SinkError::Io {
+            path: path.clone(),
             source,
         })?;
         let props = WriterProperties::builder()
@@ -214,12 +226,19 @@ impl TableWriter {
                 KeyValue::new("fhir.version".to_string(), self.model.fhir_version.clone()),
             ]))
             .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|source| {
-            SinkError::Parquet {
-                path: path.display().to_string(),
-                source,
-            }
-        })?;
+        // No embedded ARROW:schema: engines read the Parquet schema, and arrow-rs's reader
+        // refuses an ARROW:schema nested deeper than its flatbuffer limit (about 31 levels
+        // of Questionnaire.item), which FHIR data can reach.
+        let options = ArrowWriterOptions::new()
+            .with_properties(props)
+            .with_skip_arrow_metadata(true);
+        let writer =
+            ArrowWriter::try_new_with_options(out, schema.clone(), options).map_err(|source| {
+                SinkError::Parquet {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
         self.open = Some(OpenFile {
             writer,
             path,
@@ -233,16 +252,18 @@ impl TableWriter {
         let Some(open) = self.open.take() else {
             return Ok(());
         };
-        open.writer.close().map_err(|source| SinkError::Parquet {
-            path: open.path.display().to_string(),
+        // Writes the footer and hands back the output to complete.
+        let out = open
+            .writer
+            .into_inner()
+            .map_err(|source| SinkError::Parquet {
+                path: open.path.clone(),
+                source,
+            })?;
+        let bytes = out.complete().map_err(|source| SinkError::Io {
+            path: open.path.clone(),
             source,
         })?;
-        let bytes = std::fs::metadata(&open.path)
-            .map_err(|source| SinkError::Io {
-                path: open.path.display().to_string(),
-                source,
-            })?
-            .len();
         self.files.push(OutputFile {
             name: open.name,
             bytes,
@@ -274,8 +295,8 @@ mod tests {
         out.batch
     }
 
-    fn schema_of(path: &Path) -> Arc<Schema> {
-        let f = File::open(path).unwrap();
+    fn schema_of(path: &std::path::Path) -> Arc<Schema> {
+        let f = std::fs::File::open(path).unwrap();
         ParquetRecordBatchReaderBuilder::try_new(f)
             .unwrap()
             .schema()
@@ -291,7 +312,8 @@ mod tests {
             row_group_bytes: 1 << 20,
             buffer_bytes: 1, // open the first file at once
         };
-        let mut w = TableWriter::new(dir.path(), "Patient", Model::r4(), settings);
+        let dest = Arc::new(Dest::Local(dir.path().to_path_buf()));
+        let mut w = TableWriter::new(dest, "t", "", "Patient", Model::r4(), settings);
         w.write(batch(&[
             r#"{"resourceType":"Patient","id":"a","gender":"male"}"#,
         ]))
@@ -306,8 +328,8 @@ mod tests {
         .unwrap();
         let files = w.finish().unwrap();
         assert_eq!(files.iter().map(|f| f.rows).collect::<Vec<_>>(), [2, 1]);
-        let s0 = schema_of(&dir.path().join(&files[0].name));
-        let s1 = schema_of(&dir.path().join(&files[1].name));
+        let s0 = schema_of(&dir.path().join("t").join(&files[0].name));
+        let s1 = schema_of(&dir.path().join("t").join(&files[1].name));
         let names = |s: &Schema| {
             s.fields()
                 .iter()
@@ -339,7 +361,8 @@ mod tests {
             row_group_bytes: 1 << 20,
             buffer_bytes: 1,
         };
-        let mut w = TableWriter::new(dir.path(), "Patient", Model::r4(), settings);
+        let dest = Arc::new(Dest::Local(dir.path().to_path_buf()));
+        let mut w = TableWriter::new(dest, "t", "", "Patient", Model::r4(), settings);
         for i in 0..3 {
             w.write(batch(&[&format!(
                 r#"{{"resourceType":"Patient","id":"p{i}"}}"#

@@ -312,11 +312,229 @@ fn s3_errors_are_one_line_with_what_to_do() {
         err.contains("no AWS credentials") && err.contains("--profile"),
         "{err}"
     );
-    // S3 output is not there yet, and says so.
+}
+
+/// The objects under `prefix` (and the multipart uploads still open in the bucket),
+/// downloading them into `download` when given.
+fn inspect(moto: &Moto, bucket: &str, prefix: &str, download: Option<&Path>) -> serde_json::Value {
+    let mut cmd = Command::new(root().join(".venv/bin/python"));
+    cmd.arg(root().join("tests/py/s3_inspect.py"))
+        .args([&moto.endpoint, bucket, prefix]);
+    if let Some(d) = download {
+        cmd.arg(d);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn keys(listing: &serde_json::Value) -> Vec<String> {
+    listing["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn lake_written_to_s3_with_sse_kms_commits_last_and_reruns_replace() {
+    let Some(moto) = start_moto("lake_written_to_s3_with_sse_kms_commits_last_and_reruns_replace")
+    else {
+        return;
+    };
+    put(
+        &moto,
+        "lake",
+        "keep/",
+        &common::fixtures().join("synthea-mini"),
+    ); // unrelated objects stay
+    let sample = common::fixtures().join("healthlake-sample");
+    let status = sample.join("export-status.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("local");
     let o = fhirlake(
-        &["convert", "s3://b/k/", "--out", "s3://b/lake/", "-q"],
+        &[
+            "convert",
+            status.to_str().unwrap(),
+            "--out",
+            local.to_str().unwrap(),
+            "-q",
+        ],
+        None,
+    );
+    assert!(o.status.success());
+    let want = lake_resources(&local);
+    let key = "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-0000-0000-000000000000";
+    let mut previous: Vec<String> = Vec::new();
+    for run in 0..2 {
+        let o = fhirlake(
+            &[
+                "convert",
+                status.to_str().unwrap(),
+                "--out",
+                "s3://lake/fhir",
+                "-q",
+                "--sse-kms-key-id",
+                key,
+            ],
+            Some(&moto),
+        );
+        assert!(
+            o.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let down = tmp.path().join(format!("down{run}"));
+        let listing = inspect(&moto, "lake", "fhir/", Some(&down));
+        let now = keys(&listing);
+        // Every object is encrypted with the key, the report included.
+        for obj in listing["objects"].as_array().unwrap() {
+            assert_eq!(obj["sse"], "aws:kms", "{obj}");
+            assert_eq!(obj["kmsKeyId"], key, "{obj}");
+        }
+        // Exactly the report's files, plus the report: the earlier run's are gone.
+        let report: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(down.join("_runs/5df064e0e44777861f7a6c2ddf0d5f1b.json")).unwrap(),
+        )
+        .unwrap();
+        let mut listed: Vec<String> =
+            vec!["fhir/_runs/5df064e0e44777861f7a6c2ddf0d5f1b.json".into()];
+        for t in report["tables"].as_object().unwrap().values() {
+            for f in t["outputFiles"].as_array().unwrap() {
+                listed.push(format!(
+                    "fhir/{}/{}",
+                    t["path"].as_str().unwrap(),
+                    f["name"].as_str().unwrap()
+                ));
+            }
+        }
+        listed.sort();
+        assert_eq!(
+            now, listed,
+            "run {run}: objects under the lake differ from the report"
+        );
+        assert!(
+            now.iter()
+                .all(|k| !previous.contains(k) || k.contains("_runs/")),
+            "run {run} reused an earlier object name"
+        );
+        previous = now;
+        assert_eq!(
+            lake_resources(&down),
+            want,
+            "run {run}: the S3 lake differs from the local one"
+        );
+        assert!(listing["uploads"].as_array().unwrap().is_empty());
+    }
+    let fixture_files = walk_count(&common::fixtures().join("synthea-mini"));
+    assert_eq!(
+        keys(&inspect(&moto, "lake", "keep/", None)).len(),
+        fixture_files,
+        "objects outside the lake are untouched"
+    );
+}
+
+#[test]
+fn large_tables_are_uploaded_in_parts_and_failed_runs_leave_no_upload() {
+    let Some(moto) =
+        start_moto("large_tables_are_uploaded_in_parts_and_failed_runs_leave_no_upload")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("export");
+    std::fs::create_dir_all(&dir).unwrap();
+    // ~12 MB of incompressible base64 in Binary resources: a Parquet file of several parts.
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let mut text = String::new();
+    for i in 0..120 {
+        let mut raw = Vec::with_capacity(75_000);
+        for _ in 0..75_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            raw.push((state >> 24) as u8);
+        }
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD.encode(raw);
+        text.push_str(&format!(r#"{{"resourceType":"Binary","id":"b{i}","contentType":"application/octet-stream","data":"{data}"}}"#));
+        text.push('\n');
+    }
+    std::fs::write(dir.join("Binary.ndjson"), &text).unwrap();
+    put(&moto, "lake", "input/", &dir); // creates the bucket
+    let o = fhirlake(
+        &[
+            "convert",
+            dir.to_str().unwrap(),
+            "--out",
+            "s3://lake/big",
+            "-q",
+            "--compression",
+            "none",
+            "--s3-upload-part-size",
+            "5MiB",
+        ],
         Some(&moto),
     );
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not supported yet"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let down = tmp.path().join("down");
+    let listing = inspect(&moto, "lake", "big/", Some(&down));
+    let parquet: Vec<&serde_json::Value> = listing["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["key"].as_str().unwrap().ends_with(".parquet"))
+        .collect();
+    assert_eq!(parquet.len(), 1);
+    assert!(parquet[0]["size"].as_u64().unwrap() > 10 << 20);
+    // A multipart object's ETag ends in -<parts>.
+    let etag = parquet[0]["etag"].as_str().unwrap();
+    assert!(
+        etag.rsplit_once('-')
+            .is_some_and(|(_, n)| n.parse::<u32>().unwrap() >= 2),
+        "not multipart: {etag}"
+    );
+    let got = lake_resources(&down);
+    assert_eq!(got["Binary"].len(), 120);
+    assert!(listing["uploads"].as_array().unwrap().is_empty());
+
+    // A run that cannot finish (its bucket does not exist) leaves no upload behind.
+    let o = fhirlake(
+        &[
+            "convert",
+            dir.to_str().unwrap(),
+            "--out",
+            "s3://no-such-lake/x",
+            "-q",
+            "--compression",
+            "none",
+        ],
+        Some(&moto),
+    );
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(inspect(&moto, "lake", "", None)["uploads"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+fn walk_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk_count(&p)
+            } else {
+                1
+            }
+        })
+        .sum()
 }

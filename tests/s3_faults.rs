@@ -105,7 +105,8 @@ fn read_request(s: &mut TcpStream) -> Option<Vec<u8>> {
 
 /// Serve one connection: forward each request to S3 on its own connection, then fault it.
 fn serve(mut client: TcpStream, upstream: u16, faults: Arc<Faults>) {
-    while let Some(req) = read_request(&mut client) {
+    // One request per connection: every answer says `Connection: close`.
+    if let Some(req) = read_request(&mut client) {
         let head_end = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
         let head = String::from_utf8_lossy(&req[..head_end]).to_string();
         let is_object_read = head.starts_with("GET ") && head.to_lowercase().contains("\r\nrange:");
@@ -161,7 +162,6 @@ fn serve(mut client: TcpStream, upstream: u16, faults: Arc<Faults>) {
             }
         }
         let _ = client.write_all(&resp);
-        return;
     }
 }
 
