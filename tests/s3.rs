@@ -10,93 +10,17 @@ mod common;
 
 use fhirlake::decode::line::canonical_json;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A moto S3 server on a free port of 127.0.0.1, stopped on drop.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_moto(test: &str) -> Option<Moto> {
-    if std::env::var("FHIRLAKE_SKIP_ENGINES").is_ok_and(|v| v == "1") {
-        println!("SKIPPED {test}: FHIRLAKE_SKIP_ENGINES=1");
-        return None;
-    }
-    let bin = root().join(".venv/bin/moto_server");
-    assert!(
-        bin.is_file(),
-        "{test}: {} is missing; run ./scripts/test, which installs it",
-        bin.display()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let moto = Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "moto_server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(moto)
-}
+use common::{root, start_moto, Moto};
 
 fn put(moto: &Moto, bucket: &str, prefix: &str, dir: &Path) {
-    let out = Command::new(root().join(".venv/bin/python"))
-        .arg(root().join("tests/py/s3_put.py"))
-        .args([&moto.endpoint, bucket, prefix])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "upload failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::s3_put(&moto.endpoint, bucket, prefix, dir);
 }
 
 fn fhirlake(args: &[&str], moto: Option<&Moto>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fhirlake"));
-    cmd.args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL");
-    if let Some(m) = moto {
-        cmd.args(["--endpoint-url", &m.endpoint, "--s3-path-style"]);
-    }
-    cmd.output().unwrap()
+    common::fhirlake_s3(args, moto.map(|m| m.endpoint.as_str()))
 }
 
 /// Resources per type, as sorted canonical JSON lines, regenerated from a lake.

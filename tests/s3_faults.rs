@@ -8,61 +8,13 @@ mod common;
 use fhirlake::decode::line::canonical_json;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-struct Moto(Child, u16);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_moto(test: &str) -> Option<Moto> {
-    if std::env::var("FHIRLAKE_SKIP_ENGINES").is_ok_and(|v| v == "1") {
-        println!("SKIPPED {test}: FHIRLAKE_SKIP_ENGINES=1");
-        return None;
-    }
-    let bin = root().join(".venv/bin/moto_server");
-    assert!(
-        bin.is_file(),
-        "{test}: {} is missing; run ./scripts/test",
-        bin.display()
-    );
-    let port = free_port();
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "moto_server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(Moto(child, port))
-}
+use common::{root, start_moto};
 
 /// Faults injected so far, by kind.
 #[derive(Default)]
@@ -178,23 +130,7 @@ fn start_proxy(upstream: u16, faults: Arc<Faults>) -> u16 {
 }
 
 fn fhirlake(args: &[&str], port: u16) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fhirlake"))
-        .args(args)
-        .args([
-            "--endpoint-url",
-            &format!("http://127.0.0.1:{port}"),
-            "--s3-path-style",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .unwrap()
+    common::fhirlake_s3(args, Some(&format!("http://127.0.0.1:{port}")))
 }
 
 fn regenerate(lake: &Path, out: &Path) -> Vec<String> {
@@ -236,7 +172,7 @@ fn faulty_s3_gives_the_same_result_as_a_clean_run() {
     std::fs::write(dir.join("Patient-1.ndjson"), &text).unwrap();
     let up = Command::new(root().join(".venv/bin/python"))
         .arg(root().join("tests/py/s3_put.py"))
-        .args([&format!("http://127.0.0.1:{}", moto.1), "faulty", "exp/"])
+        .args([&format!("http://127.0.0.1:{}", moto.port), "faulty", "exp/"])
         .arg(tmp.path().join("export"))
         .output()
         .unwrap();
@@ -257,12 +193,12 @@ fn faulty_s3_gives_the_same_result_as_a_clean_run() {
             "--s3-part-size",
             "32KiB",
         ],
-        moto.1,
+        moto.port,
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let faults = Arc::new(Faults::default());
-    let proxy = start_proxy(moto.1, faults.clone());
+    let proxy = start_proxy(moto.port, faults.clone());
     let faulty = tmp.path().join("faulty");
     let o = fhirlake(
         &[
