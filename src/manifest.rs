@@ -316,21 +316,13 @@ fn s3_file(
     count: Option<u64>,
 ) -> Result<InputFile, ManifestError> {
     let name = url.to_string();
-    let resource_type = match role {
-        Role::Error => "OperationOutcome".to_string(),
-        Role::Output => declared.map(str::to_string).or_else(|| type_from_name(&url.key)).ok_or_else(|| {
-            ManifestError::Input {
-                path: name.clone(),
-                message: "cannot tell its resource type: name objects by type (Patient.ndjson, Patient/…) or use a manifest".into(),
-            }
-        })?,
-    };
-    if crate::model::Model::r4().resource(&resource_type).is_none() {
-        return Err(ManifestError::Input {
-            path: name,
-            message: format!("{resource_type} is not a FHIR R4 resource type"),
-        });
-    }
+    let resource_type = file_type(
+        &name,
+        role,
+        declared,
+        || type_from_name(&url.key),
+        "name objects by type (Patient.ndjson, Patient/…) or use a manifest",
+    )?;
     Ok(InputFile {
         location: Location::S3(url),
         name,
@@ -463,25 +455,13 @@ fn local_file(
         source,
     })?;
     let name = path.display().to_string();
-    let resource_type = match role {
-        Role::Error => "OperationOutcome".to_string(),
-        Role::Output => declared
-            .map(str::to_string)
-            .or_else(|| type_from_name(&name))
-            .or_else(|| type_from_first_line(path))
-            .ok_or_else(|| {
-                input_err(
-                    path,
-                    "cannot tell its resource type from the manifest, the file name or the first line",
-                )
-            })?,
-    };
-    if crate::model::Model::r4().resource(&resource_type).is_none() {
-        return Err(input_err(
-            path,
-            format!("{resource_type} is not a FHIR R4 resource type"),
-        ));
-    }
+    let resource_type = file_type(
+        &name,
+        role,
+        declared,
+        || type_from_name(&name).or_else(|| type_from_first_line(path)),
+        "name the file by type, give it in a manifest, or start it with a resource",
+    )?;
     Ok(InputFile {
         location: Location::Local(path.to_path_buf()),
         name,
@@ -490,6 +470,35 @@ fn local_file(
         count,
         bytes: meta.len(),
     })
+}
+
+/// A file's resource type: OperationOutcome for `error[]` files, else the manifest's
+/// `type`, else what `guess` finds (file name, folder, first line); it must be an R4
+/// resource type.
+fn file_type(
+    name: &str,
+    role: Role,
+    declared: Option<&str>,
+    guess: impl FnOnce() -> Option<String>,
+    hint: &str,
+) -> Result<String, ManifestError> {
+    let err = |message: String| ManifestError::Input {
+        path: name.to_string(),
+        message,
+    };
+    let resource_type = match role {
+        Role::Error => "OperationOutcome".to_string(),
+        Role::Output => declared
+            .map(str::to_string)
+            .or_else(guess)
+            .ok_or_else(|| err(format!("cannot tell its resource type; {hint}")))?,
+    };
+    if crate::model::Model::r4().resource(&resource_type).is_none() {
+        return Err(err(format!(
+            "{resource_type} is not a FHIR R4 resource type"
+        )));
+    }
+    Ok(resource_type)
 }
 
 /// Find the local copy of a manifest URL: the longest tail of its path under `root`.
