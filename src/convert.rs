@@ -412,7 +412,7 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        for _ in 0..opts.threads.clamp(1, 4) {
+        for _ in 0..concurrent_tables(opts.threads) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(table) = small.get(i) else { break };
@@ -599,6 +599,12 @@ struct TableContext<'a> {
     progress: &'a Progress,
 }
 
+/// How many tables are converted at once with `threads` decoding threads: small tables
+/// run side by side, up to four.
+pub fn concurrent_tables(threads: usize) -> usize {
+    threads.clamp(1, 4)
+}
+
 /// Counts of one input file.
 #[derive(Debug, Clone, Copy, Default)]
 struct FileStats {
@@ -692,15 +698,22 @@ fn convert_table(
     let chunk_bytes = opts.chunk_bytes;
     let s3 = opts.s3.clone();
     let reader = std::thread::spawn(move || {
-        for (index, file) in files {
-            let read_err = |source| ConvertError::Read {
+        // The next file is opened while this one is read, so that an S3 object's first
+        // parts are on their way before they are needed (a local file costs nothing).
+        let open = |(index, file): &(usize, InputFile)| {
+            LineReader::open(*index, file, chunk_bytes, &s3).map_err(|source| ConvertError::Read {
                 file: file.name.clone(),
                 source,
-            };
-            let mut lr = match LineReader::open(index, &file, chunk_bytes, &s3) {
+            })
+        };
+        let mut next = files.first().map(open);
+        for (k, file) in files.iter().enumerate() {
+            let current = next.take().expect("opened ahead");
+            next = files.get(k + 1).map(open);
+            let mut lr = match current {
                 Ok(r) => r,
                 Err(e) => {
-                    let _ = chunk_tx.send(Err(read_err(e)));
+                    let _ = chunk_tx.send(Err(e));
                     return;
                 }
             };
@@ -708,7 +721,10 @@ fn convert_table(
                 let item = match lr.next_chunk() {
                     Ok(None) => break,
                     Ok(Some(c)) => Ok(c),
-                    Err(e) => Err(read_err(e)),
+                    Err(source) => Err(ConvertError::Read {
+                        file: file.1.name.clone(),
+                        source,
+                    }),
                 };
                 let failed = item.is_err();
                 // A closed queue means the run stopped: nothing more to read.

@@ -174,14 +174,18 @@ struct S3Args {
     /// Size of each ranged GET of an S3 object.
     #[arg(long, default_value = "8MiB", value_parser = parse_size)]
     s3_part_size: u64,
-    /// Ranged GETs in flight per S3 object.
+    /// Ranged GETs in flight per S3 object (fewer if --memory-limit needs it).
     #[arg(long, default_value_t = 4)]
     s3_parts_in_flight: usize,
 }
 
 impl S3Args {
     fn lazy(&self) -> fhirlake::s3::LazyS3 {
-        fhirlake::s3::LazyS3::new(fhirlake::s3::S3Options {
+        fhirlake::s3::LazyS3::new(self.options())
+    }
+
+    fn options(&self) -> fhirlake::s3::S3Options {
+        fhirlake::s3::S3Options {
             profile: self.profile.clone(),
             region: self.region.clone(),
             endpoint_url: self.endpoint_url.clone(),
@@ -189,7 +193,8 @@ impl S3Args {
             part_size: self.s3_part_size.max(1024),
             parts_in_flight: self.s3_parts_in_flight.max(1),
             ..Default::default()
-        })
+        }
+        .with_defaults()
     }
 }
 
@@ -336,7 +341,14 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
                 (Some(SseMode::Aes256), None) => fhirlake::s3::Sse::S3,
                 (None, None) => fhirlake::s3::Sse::BucketDefault,
             };
-            let s3 = s3.lazy();
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            // A quarter of the memory budget is S3 read-ahead, over every object read at
+            // once: two per table being converted (the file being read and the next one).
+            let s3 = fhirlake::s3::LazyS3::new(
+                s3.options()
+                    .fit_read_ahead(memory_limit / 4, 2 * convert::concurrent_tables(threads)),
+            );
             let plan = manifest::plan(
                 &input,
                 &PlanOptions {
@@ -346,8 +358,6 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
                 },
             )
             .map_err(plan_error)?;
-            let threads = threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let mut opts = ConvertOptions::for_memory(out.clone(), memory_limit, threads);
             opts.partition = partition;
             opts.sink.codec = compression;

@@ -45,6 +45,22 @@ impl S3Options {
     }
 }
 
+impl S3Options {
+    /// Shrink the read-ahead so that `objects` objects read at once hold no more than
+    /// `budget` bytes: fewer parts in flight first, then smaller parts (not under 1 MiB).
+    pub fn fit_read_ahead(mut self, budget: u64, objects: usize) -> Self {
+        self = self.with_defaults();
+        let per_object = budget / objects.max(1) as u64;
+        // A reader holds the part it reads plus those in flight behind it.
+        let parts = (per_object / self.part_size.max(1)).saturating_sub(1);
+        self.parts_in_flight = self.parts_in_flight.min(parts as usize).max(1);
+        if 2 * self.part_size > per_object {
+            self.part_size = (per_object / 2).max(1 << 20);
+        }
+        self
+    }
+}
+
 /// `s3://bucket/key`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct S3Url {
@@ -230,6 +246,11 @@ impl S3 {
     }
 
     /// Read an object as a stream of its bytes, in order.
+    ///
+    /// The object is fetched as ranged GETs of `part_size`, up to `parts_in_flight` of them
+    /// at once. The part being read is handed on chunk by chunk as its body arrives; the
+    /// parts after it fill their own buffers meanwhile, so memory per object stays under
+    /// `(parts_in_flight + 1) × part_size` and the head part is never waited for whole.
     pub fn open(&self, url: &S3Url, size: Option<u64>) -> Result<S3Reader, S3Error> {
         let size = match size {
             Some(s) => s,
@@ -237,75 +258,87 @@ impl S3 {
         };
         let part = self.opts.part_size.max(1);
         let parts = size.div_ceil(part);
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(
-            self.opts.parts_in_flight,
-        );
+        let in_flight = self.opts.parts_in_flight.max(1);
+        // Parts started but not yet reached by the reader; the head part is one more.
+        let (tx, rx) = tokio::sync::mpsc::channel::<PartBody>(in_flight.saturating_sub(1).max(1));
         let client = self.client.clone();
         let url2 = url.clone();
-        let in_flight = self.opts.parts_in_flight.max(1);
         let attempts = self.opts.attempts.max(1);
         self.rt.spawn(async move {
-            let mut pending = std::collections::VecDeque::new();
-            let mut next = 0u64;
-            loop {
-                while pending.len() < in_flight && next < parts {
-                    let start = next * part;
-                    let end = ((next + 1) * part).min(size) - 1;
-                    let (c, u) = (client.clone(), url2.clone());
-                    pending.push_back(tokio::spawn(async move {
-                        fetch_range(&c, &u, start, end, attempts).await
-                    }));
-                    next += 1;
-                }
-                let Some(handle) = pending.pop_front() else {
-                    break;
-                };
-                let result = match handle.await {
-                    Ok(r) => r,
-                    Err(e) => Err(std::io::Error::other(format!("S3 read task failed: {e}"))),
-                };
-                let failed = result.is_err();
-                if tx.send(result).await.is_err() || failed {
-                    // The reader is gone, or this part failed for good: stop fetching.
-                    for h in pending {
-                        h.abort();
-                    }
+            for next in 0..parts {
+                let start = next * part;
+                let end = ((next + 1) * part).min(size) - 1;
+                // Unbounded per part, but a part holds at most `part` bytes.
+                let (part_tx, part_rx) = tokio::sync::mpsc::unbounded_channel();
+                let (c, u) = (client.clone(), url2.clone());
+                let task = tokio::spawn(async move {
+                    fetch_range(&c, &u, start, end, attempts, &part_tx).await;
+                });
+                if tx.send(part_rx).await.is_err() {
+                    // The reader is gone: stop fetching.
+                    task.abort();
                     return;
                 }
             }
         });
         Ok(S3Reader {
-            rx,
+            parts: rx,
+            part: None,
             current: bytes::Bytes::new(),
         })
     }
 }
 
-/// Fetch `[start, end]` of an object, resuming after failures from the byte reached.
+/// The body of one part, as it arrives; an error ends it.
+type PartBody = tokio::sync::mpsc::UnboundedReceiver<Result<bytes::Bytes, std::io::Error>>;
+
+/// A read that failed for good: which object, at which byte, and why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("reading {url} failed at byte {offset} after {attempts} attempts: {reason}")]
+pub struct ReadFailure {
+    pub url: String,
+    pub offset: u64,
+    pub attempts: u32,
+    pub reason: String,
+}
+
+impl ReadFailure {
+    /// The failure inside an I/O error from [`S3Reader`], if that is what it holds.
+    pub fn find(err: &std::io::Error) -> Option<&ReadFailure> {
+        err.get_ref()?.downcast_ref::<ReadFailure>()
+    }
+}
+
+/// Fetch `[start, end]` of an object into `out` as it arrives, resuming after failures
+/// from the byte reached, so that no byte is sent twice or skipped.
 async fn fetch_range(
     client: &aws_sdk_s3::Client,
     url: &S3Url,
     start: u64,
     end: u64,
     attempts: u32,
-) -> Result<bytes::Bytes, std::io::Error> {
-    let want = (end - start + 1) as usize;
-    let mut buf = Vec::with_capacity(want);
+    out: &tokio::sync::mpsc::UnboundedSender<Result<bytes::Bytes, std::io::Error>>,
+) {
+    let want = end - start + 1;
+    let mut got = 0u64;
     let mut failures = 0u32;
     let mut last_error = String::new();
-    while buf.len() < want {
+    while got < want {
         if failures >= attempts {
-            return Err(std::io::Error::other(format!(
-                "reading {url} failed at byte {} after {attempts} attempts: {last_error}",
-                start + buf.len() as u64
-            )));
+            let _ = out.send(Err(std::io::Error::other(ReadFailure {
+                url: url.to_string(),
+                offset: start + got,
+                attempts,
+                reason: last_error,
+            })));
+            return;
         }
         if failures > 0 {
             let backoff =
                 Duration::from_millis(100u64 << failures.min(6)).min(Duration::from_secs(5));
             tokio::time::sleep(backoff).await;
         }
-        let from = start + buf.len() as u64;
+        let from = start + got;
         let resp = client
             .get_object()
             .bucket(&url.bucket)
@@ -318,21 +351,30 @@ async fn fetch_range(
             Err(e) => {
                 let d = describe(&e, &url.to_string());
                 if d.is_user_error() {
-                    return Err(std::io::Error::new(
+                    let _ = out.send(Err(std::io::Error::new(
                         std::io::ErrorKind::PermissionDenied,
                         d.to_string(),
-                    ));
+                    )));
+                    return;
                 }
                 last_error = d.to_string();
                 failures += 1;
                 continue;
             }
         };
+        let before = got;
         loop {
             match body.try_next().await {
-                Ok(Some(chunk)) => {
-                    let room = want - buf.len();
-                    buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                Ok(Some(mut chunk)) => {
+                    // A server that ignores the range end must not make us overrun it.
+                    chunk.truncate((want - got).min(chunk.len() as u64) as usize);
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    got += chunk.len() as u64;
+                    if out.send(Ok(chunk)).is_err() {
+                        return; // the reader is gone
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -341,29 +383,38 @@ async fn fetch_range(
                 }
             }
         }
-        if buf.len() < want {
-            failures += 1;
+        if got < want {
+            // Attempts count those in a row that made no progress: a connection that keeps
+            // being cut while the body still advances is not a reason to give up.
+            failures = if got > before { 1 } else { failures + 1 };
             if last_error.is_empty() {
                 last_error = "body ended early".into();
             }
         }
     }
-    Ok(bytes::Bytes::from(buf))
 }
 
 /// The bytes of one object, in order, as `std::io::Read`.
 pub struct S3Reader {
-    rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+    parts: tokio::sync::mpsc::Receiver<PartBody>,
+    part: Option<PartBody>,
     current: bytes::Bytes,
 }
 
 impl Read for S3Reader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
-            match self.rx.blocking_recv() {
+            let Some(part) = self.part.as_mut() else {
+                match self.parts.blocking_recv() {
+                    Some(p) => self.part = Some(p),
+                    None => return Ok(0),
+                }
+                continue;
+            };
+            match part.blocking_recv() {
                 Some(Ok(b)) => self.current = b,
                 Some(Err(e)) => return Err(e),
-                None => return Ok(0),
+                None => self.part = None,
             }
         }
         let n = out.len().min(self.current.len());
