@@ -156,8 +156,52 @@ pub enum ConvertError {
     },
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
+    #[error(transparent)]
+    S3(#[from] crate::s3::S3Error),
     #[error("{0}")]
     Setup(String),
+    /// The run failed; its failure report is at `report`.
+    #[error("{source}; the run was not committed (see {report})")]
+    Reported {
+        source: Box<ConvertError>,
+        report: String,
+    },
+    /// The run committed, but a step after the commit failed.
+    #[error("{0}")]
+    AfterCommit(String),
+}
+
+impl ConvertError {
+    /// The I/O error underneath, if there is one.
+    fn io(&self) -> Option<&std::io::Error> {
+        match self {
+            ConvertError::Reported { source, .. } => source.io(),
+            ConvertError::Read { source, .. } | ConvertError::Write { source, .. } => Some(source),
+            ConvertError::Sink(crate::sink::SinkError::Io { source, .. }) => Some(source),
+            ConvertError::Sink(crate::sink::SinkError::Parquet {
+                source: parquet::errors::ParquetError::External(e),
+                ..
+            }) => e.downcast_ref::<std::io::Error>(),
+            _ => None,
+        }
+    }
+
+    /// True when the user has something to fix: credentials, permissions, region or a
+    /// missing bucket in S3, or a destination the user may not write to.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            ConvertError::S3(e) => e.is_user_error(),
+            ConvertError::Reported { source, .. } => source.is_user_error(),
+            _ => self
+                .io()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied),
+        }
+    }
+
+    /// Where reading an S3 object failed for good, if that is what stopped the run.
+    pub fn read_failure(&self) -> Option<&crate::s3::ReadFailure> {
+        self.io().and_then(crate::s3::ReadFailure::find)
+    }
 }
 
 fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
@@ -318,7 +362,6 @@ impl Quarantine {
 pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcome, ConvertError> {
     let started = Instant::now();
     let started_at = report::now_utc();
-    let model = Model::r4();
     let run_id = format!(
         "{}-{}",
         started_at.replace([':', '.'], "").replace('-', ""),
@@ -330,10 +373,7 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
                 base.key.push('/');
             }
             Dest::S3 {
-                s3: opts
-                    .s3
-                    .get()
-                    .map_err(|e| ConvertError::Setup(e.to_string()))?,
+                s3: opts.s3.get()?,
                 base,
                 sse: opts.sse.clone(),
                 part_size: opts.upload_part_bytes,
@@ -344,10 +384,48 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
             Dest::Local(opts.out.clone())
         }
     });
+    let run = RunIds {
+        run_id,
+        started_at,
+        started,
+    };
+    match convert_into(plan, input, opts, &dest, &run) {
+        Ok(outcome) => {
+            // This run committed: a failure report of an earlier run no longer applies.
+            remove_failure_report(&dest, &plan.export_id);
+            Ok(outcome)
+        }
+        Err(err @ ConvertError::AfterCommit(_)) => Err(err),
+        Err(err) => match write_failure_report(&dest, plan, input, &run, &err) {
+            Some(report) => Err(ConvertError::Reported {
+                source: Box::new(err),
+                report,
+            }),
+            // Best effort: the error itself is what the caller reports.
+            None => Err(err),
+        },
+    }
+}
+
+/// When and as what a run started.
+struct RunIds {
+    run_id: String,
+    started_at: String,
+    started: Instant,
+}
+
+fn convert_into(
+    plan: &Plan,
+    input: &str,
+    opts: &ConvertOptions,
+    dest: &Arc<Dest>,
+    run: &RunIds,
+) -> Result<Outcome, ConvertError> {
+    let model = Model::r4();
     let layout = Layout {
         dest: dest.clone(),
         export_id: plan.export_id.clone(),
-        run_id: run_id.clone(),
+        run_id: run.run_id.clone(),
         partition: opts.partition,
     };
     let pool = rayon::ThreadPoolBuilder::new()
@@ -450,7 +528,7 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
     }
     if any_quarantined {
         layout.publish("_quarantine")?;
-    } else if let Dest::Local(_) = &*dest {
+    } else if let Dest::Local(_) = &**dest {
         let _ = std::fs::remove_dir_all(layout.path(&layout.rel_write("_quarantine")));
         let quarantine_final = layout.path(&layout.rel_final("_quarantine"));
         if quarantine_final.exists() {
@@ -468,10 +546,10 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
         input_kind: plan.kind,
         transaction_time: plan.transaction_time.clone(),
         job_status: plan.job_status.clone(),
-        run_id,
-        started_at,
+        run_id: run.run_id.clone(),
+        started_at: run.started_at.clone(),
         finished_at: report::now_utc(),
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: run.started.elapsed().as_secs_f64(),
         status: String::new(),
         options: options_json(opts),
         totals: Default::default(),
@@ -491,9 +569,9 @@ pub fn convert(plan: &Plan, input: &str, opts: &ConvertOptions) -> Result<Outcom
         "succeeded"
     }
     .into();
-    write_report(&dest, &plan.export_id, &report)?;
-    if let Dest::S3 { s3, .. } = &*dest {
-        remove_superseded_objects(s3, &dest, &layout, &report)?;
+    write_report(dest, &plan.export_id, &report)?;
+    if let Dest::S3 { s3, .. } = &**dest {
+        remove_superseded_objects(s3, dest, &layout, &report)?;
     }
     Ok(Outcome {
         report,
@@ -535,6 +613,76 @@ fn write_report(dest: &Dest, export_id: &str, report: &RunReport) -> Result<(), 
     }
 }
 
+fn failure_report_rel(export_id: &str) -> String {
+    format!("_runs/{export_id}.failed.json")
+}
+
+/// Record why a run failed in `DEST/_runs/<export id>.failed.json`, beside (never in
+/// place of) the last committed run report: the earlier run's data stays as it was.
+/// Returns where it went, if it could be written.
+fn write_failure_report(
+    dest: &Dest,
+    plan: &Plan,
+    input: &str,
+    run: &RunIds,
+    err: &ConvertError,
+) -> Option<String> {
+    let failure = err.read_failure().map(|f| {
+        serde_json::json!({
+            "object": f.url,
+            "offset": f.offset,
+            "attempts": f.attempts,
+            "reason": f.reason,
+        })
+    });
+    let report = serde_json::json!({
+        "tool": "fhirlake",
+        "version": env!("CARGO_PKG_VERSION"),
+        "status": "failed",
+        "exportId": plan.export_id,
+        "input": input,
+        "runId": run.run_id,
+        "startedAt": run.started_at,
+        "failedAt": report::now_utc(),
+        "seconds": run.started.elapsed().as_secs_f64(),
+        "error": err.to_string(),
+        "readFailure": failure,
+        "committed": false,
+        "note": "nothing of this run was published; the last committed run (if any) is unchanged; a re-run starts over",
+    });
+    let text = serde_json::to_vec_pretty(&report).expect("the report serialises");
+    let rel = failure_report_rel(&plan.export_id);
+    let written = match dest {
+        Dest::Local(out) => std::fs::create_dir_all(out.join("_runs"))
+            .and_then(|()| std::fs::write(out.join(&rel), text)),
+        Dest::S3 { .. } => dest.put(&rel, text),
+    };
+    match written {
+        Ok(()) => Some(dest.display(&rel)),
+        Err(e) => {
+            // Likely for the same reason the run failed (e.g. access denied).
+            tracing::debug!(path = %dest.display(&rel), error = %e, "cannot write the failure report");
+            None
+        }
+    }
+}
+
+/// Remove the failure report of an earlier run of this export, if there is one.
+fn remove_failure_report(dest: &Dest, export_id: &str) {
+    let rel = failure_report_rel(export_id);
+    match dest {
+        Dest::Local(out) => {
+            let _ = std::fs::remove_file(out.join(&rel));
+        }
+        Dest::S3 { s3, .. } => {
+            // Deleting a missing key is not an error in S3.
+            if let Err(e) = s3.delete(&[dest.url(&rel).expect("S3 destination")]) {
+                tracing::warn!(error = %e, "cannot remove an earlier failure report");
+            }
+        }
+    }
+}
+
 /// After a committed run in S3: delete every object in this export's partitions (tables
 /// and quarantine) that the new run report does not list: the earlier run's, and those
 /// of runs that never committed.
@@ -558,8 +706,8 @@ fn remove_superseded_objects(
         keep.insert(layout.quarantine_file(t));
     }
     let err = |e: crate::s3::S3Error| {
-        ConvertError::Setup(format!(
-            "the run committed, but removing superseded objects failed: {e}"
+        ConvertError::AfterCommit(format!(
+            "the run committed, but removing the superseded objects of earlier runs failed ({e}); until a re-run succeeds, readers that list the partition rather than follow the run report see both runs"
         ))
     };
     let mut stale = Vec::new();

@@ -32,8 +32,9 @@ const EXIT_REJECTED: u8 = 3;
   fhirlake schema Observation --format athena
   fhirlake to-ndjson ./lake/Patient --out ./roundtrip
 
-Exit codes: 0 success; 1 failure; 2 usage or input error; 3 finished, but more lines
-were rejected than --max-rejected allows.
+Exit codes: 0 success; 1 failure; 2 usage or input error (bad arguments, unreadable
+input, S3 credentials, permissions, region or a missing bucket); 3 finished, but more
+lines were rejected than --max-rejected allows.
 Logging: RUST_LOG=fhirlake=debug (logs never contain resource contents)."
 )]
 struct Cli {
@@ -177,6 +178,10 @@ struct S3Args {
     /// Ranged GETs in flight per S3 object (fewer if --memory-limit needs it).
     #[arg(long, default_value_t = 4)]
     s3_parts_in_flight: usize,
+    /// Attempts per S3 request before the run fails, with backoff between them (503
+    /// SlowDown, 5xx, dropped connections; a read resumes at the byte it had reached).
+    #[arg(long, default_value_t = 8)]
+    s3_attempts: u32,
 }
 
 impl S3Args {
@@ -192,7 +197,7 @@ impl S3Args {
             path_style: self.s3_path_style,
             part_size: self.s3_part_size.max(1024),
             parts_in_flight: self.s3_parts_in_flight.max(1),
-            ..Default::default()
+            attempts: self.s3_attempts.max(1),
         }
         .with_defaults()
     }
@@ -369,8 +374,15 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
             opts.sse = sse;
             opts.upload_part_bytes = s3_upload_part_size.max(5 << 20) as usize;
             tracing::info!(files = plan.files.len(), export_id = %plan.export_id, "converting");
-            let outcome = convert::convert(&plan, &input.display().to_string(), &opts)
-                .map_err(|e| (EXIT_FAILURE, e.to_string()))?;
+            let outcome =
+                convert::convert(&plan, &input.display().to_string(), &opts).map_err(|e| {
+                    let code = if e.is_user_error() {
+                        EXIT_USAGE
+                    } else {
+                        EXIT_FAILURE
+                    };
+                    (code, e.to_string())
+                })?;
             if !quiet {
                 eprint!("{}", outcome.report.summary());
                 eprintln!(

@@ -105,8 +105,28 @@ impl S3Error {
     }
 }
 
+/// What a request was doing, for the permissions an access-denied message names.
+#[derive(Clone, Copy)]
+enum Op {
+    Read,
+    Write,
+}
+
+impl Op {
+    fn permissions(self) -> &'static str {
+        match self {
+            Op::Read => "s3:GetObject and s3:ListBucket (and kms:Decrypt for KMS-encrypted objects)",
+            Op::Write => "s3:PutObject, s3:DeleteObject and s3:ListBucket (and kms:GenerateDataKey for --sse-kms-key-id)",
+        }
+    }
+}
+
 /// Turn an SDK error into a one-line message naming the object and what to do.
-fn describe<E>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>, what: &str) -> S3Error
+fn describe<E>(
+    err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    what: &str,
+    op: Op,
+) -> S3Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -128,8 +148,9 @@ where
     match (code.as_str(), status) {
         ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AllAccessDisabled", _) | (_, Some(403)) => {
             S3Error::Access(format!(
-                "access denied to {what} ({}): check the credentials in use and that their policy allows s3:GetObject and s3:ListBucket there",
-                if code.is_empty() { "403" } else { &code }
+                "access denied to {what} ({}): check the credentials in use and that their policy allows {} there",
+                if code.is_empty() { "403" } else { &code },
+                op.permissions()
             ))
         }
         ("PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException", _) | (_, Some(301)) => {
@@ -186,6 +207,11 @@ impl S3 {
             if opts.path_style {
                 conf = conf.force_path_style(true);
             }
+            // The SDK's own retries (throttling, 5xx, connection errors) for every request,
+            // writes included; reads also resume mid-body on their own (`fetch_range`).
+            conf = conf.retry_config(
+                aws_config::retry::RetryConfig::standard().with_max_attempts(opts.attempts),
+            );
             aws_sdk_s3::Client::from_conf(conf.build())
         });
         Ok(S3 { rt, client, opts })
@@ -212,7 +238,7 @@ impl S3 {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| describe(&e, &prefix.to_string()))?;
+                let page = page.map_err(|e| describe(&e, &prefix.to_string(), Op::Read))?;
                 for o in page.contents() {
                     if let Some(k) = o.key() {
                         out.push((
@@ -240,7 +266,7 @@ impl S3 {
                 .key(&url.key)
                 .send()
                 .await
-                .map_err(|e| describe(&e, &url.to_string()))?;
+                .map_err(|e| describe(&e, &url.to_string(), Op::Read))?;
             Ok(head.content_length().unwrap_or(0).max(0) as u64)
         })
     }
@@ -344,12 +370,19 @@ async fn fetch_range(
             .bucket(&url.bucket)
             .key(&url.key)
             .range(format!("bytes={from}-{end}"))
+            // This loop retries (resuming mid-body, which the SDK cannot): no SDK retries
+            // on top, which would multiply the attempts and their backoff.
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::new()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
             .send()
             .await;
         let mut body = match resp {
             Ok(r) => r.body,
             Err(e) => {
-                let d = describe(&e, &url.to_string());
+                let d = describe(&e, &url.to_string(), Op::Read);
                 if d.is_user_error() {
                     let _ = out.send(Err(std::io::Error::new(
                         std::io::ErrorKind::PermissionDenied,
@@ -524,7 +557,7 @@ impl S3 {
             }
             req.send()
                 .await
-                .map_err(|e| describe(&e, &url.to_string()))?;
+                .map_err(|e| describe(&e, &url.to_string(), Op::Write))?;
             Ok(())
         })
     }
@@ -559,7 +592,7 @@ impl S3 {
                         .delete(delete)
                         .send()
                         .await
-                        .map_err(|e| describe(&e, &format!("s3://{bucket}/")))?;
+                        .map_err(|e| describe(&e, &format!("s3://{bucket}/"), Op::Write))?;
                 }
             }
             Ok(())
@@ -597,8 +630,15 @@ impl S3Upload {
         }
     }
 
+    /// As an I/O error for the Parquet writer; access errors keep their kind, so that
+    /// the command exits with the user-error code.
     fn io(e: S3Error) -> std::io::Error {
-        std::io::Error::other(e.to_string())
+        let kind = if e.is_user_error() {
+            std::io::ErrorKind::PermissionDenied
+        } else {
+            std::io::ErrorKind::Other
+        };
+        std::io::Error::new(kind, e.to_string())
     }
 
     fn upload_part(&mut self, body: Vec<u8>) -> std::io::Result<()> {
@@ -625,7 +665,7 @@ impl S3Upload {
                 let out = req
                     .send()
                     .await
-                    .map_err(|e| describe(&e, &self.url.to_string()))?;
+                    .map_err(|e| describe(&e, &self.url.to_string(), Op::Write))?;
                 out.upload_id().map(str::to_string).ok_or_else(|| {
                     S3Error::Failed(format!("{}: S3 returned no upload id", self.url))
                 })
@@ -649,7 +689,7 @@ impl S3Upload {
                 .body(body.into())
                 .send()
                 .await
-                .map_err(|e| describe(&e, &self.url.to_string()))?;
+                .map_err(|e| describe(&e, &self.url.to_string(), Op::Write))?;
             Ok::<_, S3Error>(out.e_tag().map(str::to_string))
         });
         let etag = etag.map_err(Self::io)?;
@@ -688,7 +728,7 @@ impl S3Upload {
                         )
                         .send()
                         .await
-                        .map_err(|e| describe(&e, &self.url.to_string()))
+                        .map_err(|e| describe(&e, &self.url.to_string(), Op::Write))
                 })
                 .map_err(Self::io)?;
             if let Ok(mut u) = uploads().lock() {

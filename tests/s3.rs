@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{root, start_moto, Moto};
+use common::{start_moto, Moto};
 
 fn put(moto: &Moto, bucket: &str, prefix: &str, dir: &Path) {
     common::s3_put(&moto.endpoint, bucket, prefix, dir);
@@ -241,19 +241,7 @@ fn s3_errors_are_one_line_with_what_to_do() {
 /// The objects under `prefix` (and the multipart uploads still open in the bucket),
 /// downloading them into `download` when given.
 fn inspect(moto: &Moto, bucket: &str, prefix: &str, download: Option<&Path>) -> serde_json::Value {
-    let mut cmd = Command::new(root().join(".venv/bin/python"));
-    cmd.arg(root().join("tests/py/s3_inspect.py"))
-        .args([&moto.endpoint, bucket, prefix]);
-    if let Some(d) = download {
-        cmd.arg(d);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::s3_inspect(&moto.endpoint, bucket, prefix, download)
 }
 
 fn keys(listing: &serde_json::Value) -> Vec<String> {
@@ -374,21 +362,7 @@ fn large_tables_are_uploaded_in_parts_and_failed_runs_leave_no_upload() {
     let dir = tmp.path().join("export");
     std::fs::create_dir_all(&dir).unwrap();
     // ~12 MB of incompressible base64 in Binary resources: a Parquet file of several parts.
-    let mut state = 0x2545F4914F6CDD1Du64;
-    let mut text = String::new();
-    for i in 0..120 {
-        let mut raw = Vec::with_capacity(75_000);
-        for _ in 0..75_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            raw.push((state >> 24) as u8);
-        }
-        use base64::Engine as _;
-        let data = base64::engine::general_purpose::STANDARD.encode(raw);
-        text.push_str(&format!(r#"{{"resourceType":"Binary","id":"b{i}","contentType":"application/octet-stream","data":"{data}"}}"#));
-        text.push('\n');
-    }
+    let text = common::incompressible_binaries(120);
     std::fs::write(dir.join("Binary.ndjson"), &text).unwrap();
     put(&moto, "lake", "input/", &dir); // creates the bucket
     let o = fhirlake(

@@ -1,6 +1,8 @@
 //! Shared test helpers.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 
 /// `../shared/data`, the team's data folder, when it is there. Tests that need it call
@@ -143,10 +145,19 @@ pub fn s3_put(endpoint: &str, bucket: &str, prefix: &str, dir: &Path) {
 /// `fhirlake ARGS` with static test credentials and nothing from the user's AWS setup;
 /// with an endpoint, pointed at it path-style.
 pub fn fhirlake_s3(args: &[&str], endpoint: Option<&str>) -> std::process::Output {
+    fhirlake_s3_as(args, endpoint, ("test", "test"))
+}
+
+/// [`fhirlake_s3`] with these static credentials (access key, secret key).
+pub fn fhirlake_s3_as(
+    args: &[&str],
+    endpoint: Option<&str>,
+    (key, secret): (&str, &str),
+) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fhirlake"));
     cmd.args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", "/nonexistent")
@@ -157,4 +168,124 @@ pub fn fhirlake_s3(args: &[&str], endpoint: Option<&str>) -> std::process::Outpu
         cmd.args(["--endpoint-url", e, "--s3-path-style"]);
     }
     cmd.output().unwrap()
+}
+
+/// NDJSON of `n` Binary resources of 100 KB of incompressible base64 each (a
+/// deterministic xorshift stream): a Parquet file of several upload parts.
+pub fn incompressible_binaries(n: usize) -> String {
+    use base64::Engine as _;
+    let mut state = 0x2545F4914F6CDD1Du64;
+    let mut text = String::new();
+    for i in 0..n {
+        let mut raw = Vec::with_capacity(75_000);
+        for _ in 0..75_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            raw.push((state >> 24) as u8);
+        }
+        let data = base64::engine::general_purpose::STANDARD.encode(raw);
+        text.push_str(&format!(r#"{{"resourceType":"Binary","id":"b{i}","contentType":"application/octet-stream","data":"{data}"}}"#));
+        text.push('\n');
+    }
+    text
+}
+
+/// The S3 server crate s3s-fs (which checks SigV4 signatures) on a free port of
+/// 127.0.0.1, serving the folder `root` (one sub-folder per bucket); stopped on drop.
+pub struct S3sFs {
+    child: std::process::Child,
+    pub port: u16,
+    pub endpoint: String,
+    pub root: PathBuf,
+    pub access_key: &'static str,
+    pub secret_key: &'static str,
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start s3s-fs (installed by ./scripts/test in target/tools), or `None` (SKIPPED printed)
+/// with FHIRLAKE_SKIP_ENGINES=1.
+pub fn start_s3s_fs(test: &str, root_dir: &Path) -> Option<S3sFs> {
+    use std::time::{Duration, Instant};
+    if std::env::var("FHIRLAKE_SKIP_ENGINES").is_ok_and(|v| v == "1") {
+        println!("SKIPPED {test}: FHIRLAKE_SKIP_ENGINES=1");
+        return None;
+    }
+    let bin = std::env::var_os("FHIRLAKE_S3S_FS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/tools/bin/s3s-fs"));
+    assert!(
+        bin.is_file(),
+        "{test}: {} is missing; run ./scripts/test, which installs it",
+        bin.display()
+    );
+    std::fs::create_dir_all(root_dir).unwrap(); // s3s-fs needs its folder to exist
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--access-key",
+                "fhirlake-test",
+                "--secret-key",
+                "s3s-fs-secret",
+            ])
+            .arg(root_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        let mut server = S3sFs {
+            child,
+            port,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            root: root_dir.to_path_buf(),
+            access_key: "fhirlake-test",
+            secret_key: "s3s-fs-secret",
+        };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            if matches!(server.child.try_wait(), Ok(Some(_))) {
+                break; // it exited: the port was taken
+            }
+            if http_ok(port) {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("{test}: s3s-fs did not start");
+}
+
+/// Objects (key, size, etag, encryption) and multipart uploads under way in a bucket of a
+/// local S3 server (tests/py/s3_inspect.py); with `download`, the objects are copied there.
+pub fn s3_inspect(
+    endpoint: &str,
+    bucket: &str,
+    prefix: &str,
+    download: Option<&Path>,
+) -> serde_json::Value {
+    let mut cmd = std::process::Command::new(root().join(".venv/bin/python"));
+    cmd.arg(root().join("tests/py/s3_inspect.py"))
+        .args([endpoint, bucket, prefix]);
+    if let Some(d) = download {
+        cmd.arg(d);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
