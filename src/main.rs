@@ -52,7 +52,9 @@ enum Command {
     ///
     /// Writes DEST/<Type>/export=<id>/part-NNNNN.parquet, rejected lines to
     /// DEST/_quarantine/export=<id>/<Type>.ndjson and the run report to
-    /// DEST/_runs/<id>.json. A re-run of the same export replaces its partition.
+    /// DEST/_runs/<id>.json, last (the commit). A re-run of the same export replaces its
+    /// partition. A run that fails publishes nothing and says why in
+    /// DEST/_runs/<id>.failed.json. DEST may be s3://bucket/prefix, as may INPUT.
     #[command(after_help = "Examples:
   fhirlake convert fixtures/healthlake-sample/export-status.json --out ./lake
   fhirlake convert ./export --out ./lake --partition none --compression snappy
