@@ -23,7 +23,6 @@ use crate::report::{self, FileReport, RunReport, TableReport};
 use crate::sink::{SinkSettings, TableWriter};
 use crate::source::{Chunk, LineReader};
 use base64::Engine as _;
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,10 +35,14 @@ use std::time::Instant;
 /// writer. Virtual memory only; pages are touched as needed.
 const WORKER_STACK: usize = 256 << 20;
 
+/// Threads are named (`fhirlake-read`, `-decode-N`, `-write`) so that profiles (`perf
+/// report --sort comm`) show each stage's share.
 fn spawn_big_stack<T: Send + 'static>(
+    name: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> std::thread::JoinHandle<T> {
     std::thread::Builder::new()
+        .name(name.to_string())
         .stack_size(WORKER_STACK)
         .spawn(f)
         .expect("the system can start a thread")
@@ -125,7 +128,8 @@ impl ConvertOptions {
             sink: SinkSettings {
                 codec: crate::sink::Codec::Zstd,
                 target_file_bytes: 256 << 20,
-                row_group_bytes: (limit / 8).clamp(8 << 20, 128 << 20),
+                // Tables are written side by side, each buffering a row group.
+                row_group_bytes: (limit / 4 / concurrent_tables(threads)).clamp(8 << 20, 128 << 20),
                 buffer_bytes: (limit / 16).clamp(4 << 20, 64 << 20),
             },
             max_rejected: RejectLimit::Count(0),
@@ -430,6 +434,7 @@ fn convert_into(
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
+        .thread_name(|i| format!("fhirlake-decode-{i}"))
         .stack_size(WORKER_STACK)
         .build()
         .map_err(|e| ConvertError::Setup(format!("cannot start {} threads: {e}", opts.threads)))?;
@@ -471,11 +476,11 @@ fn convert_into(
     layout.clean_leftovers("_quarantine");
     let mut any_quarantined = false;
 
-    // Large tables one at a time, each using every thread; small ones several at once, so
-    // that an export of many small types keeps the cores busy too.
-    let small_limit = (opts.chunk_bytes * opts.window) as u64;
-    let (small, big): (Vec<&Table>, Vec<&Table>) =
-        tables.values().partition(|t| t.bytes() < small_limit);
+    // Tables run side by side (two on two cores), largest first, sharing the decoding
+    // threads: one table's start and end, when its reader fills the pipeline or its
+    // writer closes the last file, overlap another's decoding instead of idling cores.
+    let mut order: Vec<&Table> = tables.values().collect();
+    order.sort_by_key(|t| std::cmp::Reverse(t.bytes()));
     let ctx = TableContext {
         model: &model,
         opts,
@@ -484,23 +489,20 @@ fn convert_into(
         progress: &progress,
     };
     let mut outcomes = Vec::with_capacity(tables.len());
-    for table in big {
-        outcomes.push(run_table(table, &ctx)?);
-    }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..concurrent_tables(opts.threads) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(table) = small.get(i) else { break };
+                let Some(table) = order.get(i) else { break };
                 let outcome = run_table(table, &ctx);
                 let failed = outcome.is_err();
                 done.lock()
                     .expect("no panics while holding the lock")
                     .push(outcome);
                 if failed {
-                    next.store(small.len(), std::sync::atomic::Ordering::Relaxed);
+                    next.store(order.len(), std::sync::atomic::Ordering::Relaxed);
                 }
             });
         }
@@ -747,8 +749,7 @@ struct TableContext<'a> {
     progress: &'a Progress,
 }
 
-/// How many tables are converted at once with `threads` decoding threads: small tables
-/// run side by side, up to four.
+/// How many tables are converted at once with `threads` decoding threads (up to four).
 pub fn concurrent_tables(threads: usize) -> usize {
     threads.clamp(1, 4)
 }
@@ -845,43 +846,48 @@ fn convert_table(
         .collect();
     let chunk_bytes = opts.chunk_bytes;
     let s3 = opts.s3.clone();
-    let reader = std::thread::spawn(move || {
-        // The next file is opened while this one is read, so that an S3 object's first
-        // parts are on their way before they are needed (a local file costs nothing).
-        let open = |(index, file): &(usize, InputFile)| {
-            LineReader::open(*index, file, chunk_bytes, &s3).map_err(|source| ConvertError::Read {
-                file: file.name.clone(),
-                source,
-            })
-        };
-        let mut next = files.first().map(open);
-        for (k, file) in files.iter().enumerate() {
-            let current = next.take().expect("opened ahead");
-            next = files.get(k + 1).map(open);
-            let mut lr = match current {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = chunk_tx.send(Err(e));
-                    return;
-                }
-            };
-            loop {
-                let item = match lr.next_chunk() {
-                    Ok(None) => break,
-                    Ok(Some(c)) => Ok(c),
-                    Err(source) => Err(ConvertError::Read {
-                        file: file.1.name.clone(),
+    let reader = std::thread::Builder::new()
+        .name("fhirlake-read".into())
+        .spawn(move || {
+            // The next file is opened while this one is read, so that an S3 object's first
+            // parts are on their way before they are needed (a local file costs nothing).
+            let open = |(index, file): &(usize, InputFile)| {
+                LineReader::open(*index, file, chunk_bytes, &s3).map_err(|source| {
+                    ConvertError::Read {
+                        file: file.name.clone(),
                         source,
-                    }),
+                    }
+                })
+            };
+            let mut next = files.first().map(open);
+            for (k, file) in files.iter().enumerate() {
+                let current = next.take().expect("opened ahead");
+                next = files.get(k + 1).map(open);
+                let mut lr = match current {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = chunk_tx.send(Err(e));
+                        return;
+                    }
                 };
-                let failed = item.is_err();
-                // A closed queue means the run stopped: nothing more to read.
-                if chunk_tx.send(item).is_err() || failed {
-                    return;
+                loop {
+                    let item = match lr.next_chunk() {
+                        Ok(None) => break,
+                        Ok(Some(c)) => Ok(c),
+                        Err(source) => Err(ConvertError::Read {
+                            file: file.1.name.clone(),
+                            source,
+                        }),
+                    };
+                    let failed = item.is_err();
+                    // A closed queue means the run stopped: nothing more to read.
+                    if chunk_tx.send(item).is_err() || failed {
+                        return;
+                    }
                 }
             }
-        }
-    });
+        })
+        .expect("the system can start a thread");
 
     // Stage 3: the writer.
     let (batch_tx, batch_rx) = sync_channel::<arrow_array::RecordBatch>(opts.window);
@@ -894,6 +900,7 @@ fn convert_table(
         opts.sink.clone(),
     );
     let writer_thread = spawn_big_stack(
+        "fhirlake-write",
         move || -> Result<Vec<crate::sink::OutputFile>, ConvertError> {
             for batch in batch_rx {
                 writer.write(batch)?;
@@ -947,31 +954,73 @@ fn decode_loop(
     window: usize,
     decoder: &Decoder,
     pool: &rayon::ThreadPool,
-    sinks: Sinks<'_>,
+    mut sinks: Sinks<'_>,
     stats: &mut BTreeMap<usize, FileStats>,
     names: &BTreeMap<usize, &str>,
 ) -> Result<(), ConvertError> {
-    let Sinks {
-        table,
-        batches: batch_tx,
-        quarantine,
-        progress,
-    } = sinks;
-    loop {
-        let mut chunks = Vec::with_capacity(window);
-        for next in chunk_rx.iter().take(window) {
-            chunks.push(next?);
+    // Chunks are decoded as they come, up to `window` at once on the pool, and handed on
+    // in their order: no thread waits for a whole window to finish (a barrier there left a
+    // core idle a third of the time).
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    pool.in_place_scope(|scope| {
+        let mut sent = 0u64; // chunks given to the pool
+        let mut next = 0u64; // the next chunk to hand on
+        let mut finished: BTreeMap<u64, (Chunk, crate::decode::Decoded)> = BTreeMap::new();
+        let mut input_open = true;
+        loop {
+            while input_open && sent - next < window as u64 {
+                match chunk_rx.recv() {
+                    Ok(Ok(chunk)) => {
+                        let done_tx = done_tx.clone();
+                        let seq = sent;
+                        scope.spawn(move |_| {
+                            // A panic must not leave the loop below waiting for ever.
+                            let d = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                decoder.decode(&chunk.line_slices())
+                            }));
+                            let _ = done_tx.send((seq, chunk, d.ok()));
+                        });
+                        sent += 1;
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => input_open = false,
+                }
+            }
+            if next == sent {
+                return Ok(());
+            }
+            let (seq, chunk, d) = done_rx.recv().expect("a decode task answers");
+            let Some(d) = d else {
+                return Err(ConvertError::Setup(format!(
+                    "decoding {} near line {} failed unexpectedly; please report this",
+                    names.get(&chunk.file).copied().unwrap_or_default(),
+                    chunk.first_line
+                )));
+            };
+            finished.insert(seq, (chunk, d));
+            while let Some((chunk, d)) = finished.remove(&next) {
+                next += 1;
+                if !hand_on(&chunk, d, &mut sinks, stats, names, decoder)? {
+                    // The writer stopped: its error is reported when it is joined.
+                    return Ok(());
+                }
+            }
         }
-        if chunks.is_empty() {
-            return Ok(());
-        }
-        let decoded: Vec<_> = pool.install(|| {
-            chunks
-                .par_iter()
-                .map(|c| decoder.decode(&c.line_slices()))
-                .collect()
-        });
-        for (chunk, d) in chunks.iter().zip(decoded) {
+    })
+}
+
+/// Count a decoded chunk, quarantine its rejected lines and send its batch to the writer.
+/// False when the writer has stopped.
+fn hand_on(
+    chunk: &Chunk,
+    d: crate::decode::Decoded,
+    sinks: &mut Sinks<'_>,
+    stats: &mut BTreeMap<usize, FileStats>,
+    names: &BTreeMap<usize, &str>,
+    decoder: &Decoder,
+) -> Result<bool, ConvertError> {
+    {
+        {
             let fr = stats.entry(chunk.file).or_default();
             let lines = chunk.lines.len() as u64;
             let rejected = d.rejected.len() as u64;
@@ -995,13 +1044,12 @@ fn decode_loop(
                             base64::engine::general_purpose::STANDARD.encode(raw).into()
                     }
                 }
-                quarantine.write(&record)?;
+                sinks.quarantine.write(&record)?;
             }
-            progress.advance(table, chunk.source_bytes, lines - rejected);
-            if batch_tx.send(d.batch).is_err() {
-                // The writer stopped: its error is reported when it is joined.
-                return Ok(());
-            }
+            sinks
+                .progress
+                .advance(sinks.table, chunk.source_bytes, lines - rejected);
+            Ok(sinks.batches.send(d.batch).is_ok())
         }
     }
 }
