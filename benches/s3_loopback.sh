@@ -54,6 +54,7 @@ get_speed() { # PORT KEY SECRET [RANGE]
   curl -sf -o /dev/null -w '%{size_download} %{time_total}' --aws-sigv4 "aws:amz:us-east-1:s3" \
     --user "$2:$3" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "${range[@]}" \
     "http://127.0.0.1:$1/bench/plain/$BIG"
+  echo
 }
 for server in "moto $MOTO_PORT test test" "s3s-fs $S3S_PORT bench bench-secret"; do
   read -r name port key secret <<< "$server"
