@@ -8,8 +8,9 @@
 //! 3. `3_decode`: lines -> Arrow `RecordBatch` with [`fhirlake::decode::Decoder`], one
 //!    batch per chunk of the default chunk size, as `convert` does;
 //! 4. `4_parquet`: those batches widened to their merged schema and written to Parquet in
-//!    memory with the writer properties of `sink::TableWriter` (copied here: they are
-//!    private there; setup checks the bytes against a file written by `TableWriter`);
+//!    memory with the writer properties of `sink::TableWriter`
+//!    ([`fhirlake::sink::writer_properties`]; setup checks the bytes against a file
+//!    written by `TableWriter`);
 //! 5. `5_to_json`: the rows read back from that Parquet (as `to-ndjson` reads them) turned
 //!    into FHIR JSON again with [`fhirlake::encode::write_rows`], without file writes.
 //!
@@ -33,15 +34,13 @@ use fhirlake::decode::{DecodeOptions, Decoder};
 use fhirlake::dest::Dest;
 use fhirlake::manifest::{InputFile, Location, Role};
 use fhirlake::model::Model;
-use fhirlake::sink::{Codec, SinkSettings, TableWriter};
+use fhirlake::sink::{SinkSettings, TableWriter};
 use fhirlake::source::LineReader;
 use fhirlake::{encode, schema};
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::WriterProperties;
 use std::hint::black_box;
 use std::io::{BufRead, Write};
 use std::ops::Range;
@@ -127,22 +126,6 @@ fn chunk_ranges(lines: &[Vec<u8>], chunk_bytes: usize) -> Vec<Range<usize>> {
         out.push(start..lines.len());
     }
     out
-}
-
-/// The properties `sink::TableWriter::open_file` writes with (private there).
-fn writer_properties(model: &Model, resource_type: &str, sink: &SinkSettings) -> WriterProperties {
-    assert_eq!(sink.codec, Codec::Zstd, "the default codec changed");
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(1 << 20))
-        .set_max_row_group_bytes(Some(sink.row_group_bytes.max(1)))
-        .set_created_by(format!("fhirlake {}", env!("CARGO_PKG_VERSION")))
-        .set_key_value_metadata(Some(vec![
-            KeyValue::new("fhir.resourceType".to_string(), resource_type.to_string()),
-            KeyValue::new("fhir.version".to_string(), model.fhir_version.clone()),
-        ]))
-        .build()
 }
 
 /// `batches` widened to `schema` and written as one Parquet file in memory.
@@ -318,7 +301,12 @@ fn bench_stages(c: &mut Criterion) {
                 schema::merge(&model, name, &m, &b.schema()).unwrap()
             });
             let schema = Arc::new(merged);
-            let props = writer_properties(&model, name, &opts.sink);
+            let props = fhirlake::sink::writer_properties(
+                &opts.sink,
+                name,
+                &model.fhir_version,
+                &schema,
+            );
             let parquet = write_parquet(&batches, &schema, &props);
             check_against_sink(&model, name, &opts.sink, &batches, &parquet);
             let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(

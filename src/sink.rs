@@ -215,17 +215,12 @@ impl TableWriter {
             path: path.clone(),
             source,
         })?;
-        let props = parquet::file::properties::WriterProperties::builder()
-            .set_compression(self.settings.codec.parquet())
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(1 << 20))
-            .set_max_row_group_bytes(Some(self.settings.row_group_bytes.max(1)))
-            .set_created_by(format!("fhirlake {}", env!("CARGO_PKG_VERSION")))
-            .set_key_value_metadata(Some(vec![
-                KeyValue::new("fhir.resourceType".to_string(), self.resource_type.clone()),
-                KeyValue::new("fhir.version".to_string(), self.model.fhir_version.clone()),
-            ]));
-        let props = delta_encoded_timestamps(props, schema).build();
+        let props = writer_properties(
+            &self.settings,
+            &self.resource_type,
+            &self.model.fhir_version,
+            schema,
+        );
         // No embedded ARROW:schema: engines read the Parquet schema, and arrow-rs's reader
         // refuses an ARROW:schema nested deeper than its flatbuffer limit (about 31 levels
         // of Questionnaire.item), which FHIR data can reach.
@@ -280,6 +275,26 @@ impl TableWriter {
         self.close_file()?;
         Ok(self.files)
     }
+}
+
+/// How a table's Parquet files are written (public for `benches/stages.rs`).
+pub fn writer_properties(
+    settings: &SinkSettings,
+    resource_type: &str,
+    fhir_version: &str,
+    schema: &Schema,
+) -> parquet::file::properties::WriterProperties {
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(settings.codec.parquet())
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .set_max_row_group_bytes(Some(settings.row_group_bytes.max(1)))
+        .set_created_by(format!("fhirlake {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new("fhir.resourceType".to_string(), resource_type.to_string()),
+            KeyValue::new("fhir.version".to_string(), fhir_version.to_string()),
+        ]));
+    delta_encoded_timestamps(props, schema).build()
 }
 
 /// The derived `__x_start`/`__x_end` timestamps are nearly unique per row, but rows of one
