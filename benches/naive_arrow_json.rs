@@ -17,24 +17,12 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use std::fs::{self, File};
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-fn ndjson_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            ndjson_files(&p, out)?;
-        } else if p.extension().is_some_and(|e| e == "ndjson") {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
+#[path = "support/files.rs"]
+mod files;
 
 fn convert(input: &Path, output: &Path, strict: bool) -> Result<u64, Box<dyn std::error::Error>> {
     let mut reader = BufReader::with_capacity(1 << 20, File::open(input)?);
@@ -67,8 +55,7 @@ fn main() {
     };
     let (input, output) = (Path::new(input), Path::new(output));
     let started = Instant::now();
-    let mut files = Vec::new();
-    ndjson_files(input, &mut files).expect("list the input folder");
+    let files = files::ndjson_files(input).expect("list the input folder");
     let (mut ok, mut failed, mut bytes_total, mut bytes_converted, mut rows) =
         (0, 0, 0u64, 0u64, 0u64);
     for f in &files {

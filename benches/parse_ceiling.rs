@@ -15,23 +15,11 @@
 use rayon::prelude::*;
 use simd_json::{Buffers, Tape};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-fn ndjson_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            ndjson_files(&p, out)?;
-        } else if p.to_string_lossy().ends_with(".ndjson") {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
+#[path = "support/files.rs"]
+mod files;
 
 /// Parse every line of `chunk`; (lines, errors).
 fn parse_lines(chunk: &[u8]) -> (u64, u64) {
@@ -95,8 +83,7 @@ fn main() {
         .build()
         .expect("thread pool");
     let started = Instant::now();
-    let mut files = Vec::new();
-    ndjson_files(&dir, &mut files).expect("list the folder");
+    let files = files::ndjson_files(&dir).expect("list the folder");
     let (bytes, lines, errors) = pool.install(|| {
         files
             .par_iter()

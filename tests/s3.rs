@@ -25,29 +25,8 @@ fn fhirlake(args: &[&str], moto: Option<&Moto>) -> Output {
 
 /// Resources per type, as sorted canonical JSON lines, regenerated from a lake.
 fn lake_resources(lake: &Path) -> BTreeMap<String, Vec<String>> {
-    let out_dir = lake.join("../regenerated").join(lake.file_name().unwrap());
-    let o = fhirlake(
-        &[
-            "to-ndjson",
-            lake.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut map = BTreeMap::new();
-    for e in std::fs::read_dir(&out_dir).unwrap() {
-        let p = e.unwrap().path();
-        let rt = p.file_stem().unwrap().to_str().unwrap().to_string();
-        let mut lines: Vec<String> = common::read_lines(&p)
-            .iter()
-            .map(|l| canonical_json(l).unwrap())
-            .collect();
-        lines.sort();
-        map.insert(rt, lines);
-    }
-    map
+    let scratch = lake.join("../regenerated").join(lake.file_name().unwrap());
+    common::lake_resources(lake, &scratch)
 }
 
 fn report(lake: &Path) -> serde_json::Value {

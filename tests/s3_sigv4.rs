@@ -7,9 +7,7 @@
 mod common;
 
 use common::proxy::{Fault, Proxy};
-use common::{fhirlake_s3_as, fixtures, start_s3s_fs};
-use fhirlake::decode::line::canonical_json;
-use std::collections::BTreeMap;
+use common::{fhirlake_s3_as, fixtures, lake_resources, start_s3s_fs};
 use std::path::Path;
 
 const KEY_ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/11111111-2222-3333-4444-555555555555";
@@ -25,28 +23,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
         }
     }
-}
-
-/// Resources per type, as sorted canonical JSON lines, regenerated from a lake folder.
-fn lake_resources(lake: &Path, scratch: &Path) -> BTreeMap<String, Vec<String>> {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fhirlake"))
-        .args(["to-ndjson", lake.to_str().unwrap(), "--out"])
-        .arg(scratch)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(scratch).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_stem().unwrap().to_string_lossy().to_string();
-        let mut lines: Vec<String> = common::read_lines(&p)
-            .iter()
-            .map(|l| canonical_json(l).unwrap())
-            .collect();
-        lines.sort();
-        out.insert(name, lines);
-    }
-    out
 }
 
 #[test]

@@ -68,47 +68,67 @@ impl Drop for Moto {
 /// Start moto, or `None` (SKIPPED printed) with FHIRLAKE_SKIP_ENGINES=1. Panics when the
 /// venv is missing: the S3 tests are part of the suite (run ./scripts/test).
 pub fn start_moto(test: &str) -> Option<Moto> {
-    use std::time::{Duration, Instant};
+    let bin = server_binary(test, root().join(".venv/bin/moto_server"))?;
+    let (child, port) = spawn_server(test, "moto_server", |port| {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        cmd
+    });
+    Some(Moto {
+        child,
+        port,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+/// The server binary, or `None` (SKIPPED printed) with FHIRLAKE_SKIP_ENGINES=1; panics
+/// when it is missing, as ./scripts/test installs it.
+fn server_binary(test: &str, bin: PathBuf) -> Option<PathBuf> {
     if std::env::var("FHIRLAKE_SKIP_ENGINES").is_ok_and(|v| v == "1") {
         println!("SKIPPED {test}: FHIRLAKE_SKIP_ENGINES=1");
         return None;
     }
-    let bin = root().join(".venv/bin/moto_server");
     assert!(
         bin.is_file(),
         "{test}: {} is missing; run ./scripts/test, which installs it",
         bin.display()
     );
-    // A port taken between picking and binding, or a slow start: try again on another.
+    Some(bin)
+}
+
+/// Start a server on a free port of 127.0.0.1 and wait until it answers HTTP. A port taken
+/// between picking and binding, or a slow start: tried again on another port.
+fn spawn_server(
+    test: &str,
+    name: &str,
+    command: impl Fn(u16) -> std::process::Command,
+) -> (std::process::Child, u16) {
+    use std::time::{Duration, Instant};
     for _ in 0..5 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = command(port)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("start moto_server");
-        let mut moto = Moto {
-            child,
-            port,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
+            .unwrap_or_else(|e| panic!("{test}: cannot start {name}: {e}"));
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(30) {
-            if matches!(moto.child.try_wait(), Ok(Some(_))) {
+            if matches!(child.try_wait(), Ok(Some(_))) {
                 break; // it exited: the port was taken
             }
             if http_ok(port) {
-                return Some(moto);
+                return (child, port);
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    panic!("{test}: moto_server did not start");
+    panic!("{test}: {name} did not start");
 }
 
 /// Does an HTTP server answer on this port (not just accept the connection)?
@@ -212,59 +232,27 @@ impl Drop for S3sFs {
 /// Start s3s-fs (installed by ./scripts/test in target/tools), or `None` (SKIPPED printed)
 /// with FHIRLAKE_SKIP_ENGINES=1.
 pub fn start_s3s_fs(test: &str, root_dir: &Path) -> Option<S3sFs> {
-    use std::time::{Duration, Instant};
-    if std::env::var("FHIRLAKE_SKIP_ENGINES").is_ok_and(|v| v == "1") {
-        println!("SKIPPED {test}: FHIRLAKE_SKIP_ENGINES=1");
-        return None;
-    }
     let bin = std::env::var_os("FHIRLAKE_S3S_FS")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target/tools/bin/s3s-fs"));
-    assert!(
-        bin.is_file(),
-        "{test}: {} is missing; run ./scripts/test, which installs it",
-        bin.display()
-    );
+    let bin = server_binary(test, bin)?;
+    let (access_key, secret_key) = ("fhirlake-test", "s3s-fs-secret");
     std::fs::create_dir_all(root_dir).unwrap(); // s3s-fs needs its folder to exist
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(&bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--access-key",
-                "fhirlake-test",
-                "--secret-key",
-                "s3s-fs-secret",
-            ])
-            .arg(root_dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start s3s-fs");
-        let mut server = S3sFs {
-            child,
-            port,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            root: root_dir.to_path_buf(),
-            access_key: "fhirlake-test",
-            secret_key: "s3s-fs-secret",
-        };
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(30) {
-            if matches!(server.child.try_wait(), Ok(Some(_))) {
-                break; // it exited: the port was taken
-            }
-            if http_ok(port) {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("{test}: s3s-fs did not start");
+    let (child, port) = spawn_server(test, "s3s-fs", |port| {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", access_key, "--secret-key", secret_key])
+            .arg(root_dir);
+        cmd
+    });
+    Some(S3sFs {
+        child,
+        port,
+        endpoint: format!("http://127.0.0.1:{port}"),
+        root: root_dir.to_path_buf(),
+        access_key,
+        secret_key,
+    })
 }
 
 /// Objects (key, size, etag, encryption) and multipart uploads under way in a bucket of a
@@ -288,4 +276,31 @@ pub fn s3_inspect(
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Resources per type, as sorted canonical JSON lines, regenerated from a lake folder by
+/// `fhirlake to-ndjson` into `scratch`: lakes compare equal when their resources do,
+/// whatever the order of rows and files.
+pub fn lake_resources(
+    lake: &Path,
+    scratch: &Path,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fhirlake"))
+        .args(["to-ndjson", lake.to_str().unwrap(), "--out"])
+        .arg(scratch)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(scratch).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_stem().unwrap().to_string_lossy().to_string();
+        let mut lines: Vec<String> = read_lines(&p)
+            .iter()
+            .map(|l| fhirlake::decode::line::canonical_json(l).unwrap())
+            .collect();
+        lines.sort();
+        out.insert(name, lines);
+    }
+    out
 }
