@@ -15,6 +15,25 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc v3's `mi_option_purge_delay` (its index in `mi_option_t`; libmimalloc-sys names
+/// no constant for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keep freed memory for reuse instead of returning it to the OS 10 ms later (mimalloc's
+/// default). Chunks are decoded, encoded and dropped many times a second, so returned
+/// memory came straight back as fresh pages the kernel had to fault in and zero again
+/// (`clear_page_erms` was up to 20% of CPU samples). Measured on a 1 GiB corpus: page
+/// faults 32-44k -> 12k, system time 0.3-1.8 s -> 0.2-0.5 s, peak RSS unchanged (the
+/// memory limit bounds what is in use; this only stops handing it back between chunks).
+/// `MIMALLOC_PURGE_DELAY` set by the user wins.
+fn keep_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set takes any option index and value and only stores the value;
+        // purging reads it on each purge, so setting it after startup is fine.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
 /// Exit codes (documented in the README).
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -262,6 +281,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     // Ctrl-C: abort S3 multipart uploads under way, so none is left behind; nothing
     // visible is left either (staged folders are hidden, S3 runs commit last).
     let _ = ctrlc::set_handler(|| {

