@@ -5,7 +5,9 @@
 //! `tests/py/requirements.txt`). The script reads the lake with DuckDB and pyarrow and
 //! checks row counts, values against the input JSON, a join of Observation to Patient,
 //! SQL filters on the `__*_numeric` and `__*_start` annotations, and the Parquet physical
-//! types of the annotations. See the script's docstring for the full list.
+//! types of the annotations. See the script's docstring for the full list. One more test
+//! reads two lakes with PySpark 3.5 (`tests/py/spark_check.py`) and compares every row with
+//! pyarrow's reading.
 //!
 //! Without the venv these tests fail (run `./scripts/test`), unless
 //! `FHIRLAKE_SKIP_ENGINES=1`, where they say SKIPPED and pass.
@@ -133,6 +135,47 @@ fn engines_read_r4_examples() {
     let lake = tmp.path().join("lake");
     let report = convert(&input, &lake, "r4-examples", &[]);
     check_lake(&py, &lake, &input, &report, &["--full-below", "1000"]);
+}
+
+/// Spark (PySpark 3.5, the engine of Glue 4 and 5) reads every table of two lakes as a
+/// Glue job would, with `mergeSchema`, and gets exactly the rows pyarrow reads (which the
+/// tests above compare with the input): the R4 examples (contained resources,
+/// extensions, recursion, decimals) and the Synthea fixture (timestamps, references).
+#[test]
+fn spark_reads_what_pyarrow_reads() {
+    let Some(py) = python("spark_reads_what_pyarrow_reads") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lakes = Vec::new();
+    for (fixture, id) in [("r4-examples", "r4"), ("synthea-mini", "synthea")] {
+        let lake = tmp.path().join(fixture);
+        convert(&common::fixtures().join(fixture), &lake, id, &[]);
+        lakes.push(lake);
+    }
+    let t0 = Instant::now();
+    let out = Command::new(&py)
+        .current_dir(root())
+        .arg(root().join("tests/py/spark_check.py"))
+        .args(&lakes)
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        .output()
+        .expect("run spark_check.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("spark_check: OK"),
+        "Spark did not read the lakes as pyarrow does ({}); is a Java 17 runtime installed \
+         (./scripts/test installs one)?\n{stdout}\n{}",
+        out.status,
+        stderr
+            .lines()
+            .filter(|l| !l.contains(" WARN "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    println!("Spark checked in {:.1} s", t0.elapsed().as_secs_f64());
 }
 
 /// The team's 300-patient Synthea export (608 MB of gzip NDJSON), all 25 types.
