@@ -357,17 +357,22 @@ mod tests {
             .clone()
     }
 
-    #[test]
-    fn files_widen_batches_roll_on_new_fields_and_merge_by_union() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A zstd Patient writer into `dir/t` that opens its first file at once.
+    fn patient_writer(dir: &std::path::Path) -> TableWriter {
         let settings = SinkSettings {
             codec: Codec::Zstd,
             target_file_bytes: 1 << 30,
             row_group_bytes: 1 << 20,
             buffer_bytes: 1, // open the first file at once
         };
-        let dest = Arc::new(Dest::Local(dir.path().to_path_buf()));
-        let mut w = TableWriter::new(dest, "t", "", "Patient", Model::r4(), settings);
+        let dest = Arc::new(Dest::Local(dir.to_path_buf()));
+        TableWriter::new(dest, "t", "", "Patient", Model::r4(), settings)
+    }
+
+    #[test]
+    fn files_widen_batches_roll_on_new_fields_and_merge_by_union() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = patient_writer(dir.path());
         w.write(batch(&[
             r#"{"resourceType":"Patient","id":"a","gender":"male"}"#,
         ]))
@@ -411,14 +416,7 @@ mod tests {
         use parquet::basic::Encoding;
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let dir = tempfile::tempdir().unwrap();
-        let settings = SinkSettings {
-            codec: Codec::Zstd,
-            target_file_bytes: 1 << 30,
-            row_group_bytes: 1 << 20,
-            buffer_bytes: 1,
-        };
-        let dest = Arc::new(Dest::Local(dir.path().to_path_buf()));
-        let mut w = TableWriter::new(dest, "t", "", "Patient", Model::r4(), settings);
+        let mut w = patient_writer(dir.path());
         let lines: Vec<String> = (0..200)
             .map(|i| {
                 format!(
