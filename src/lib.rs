@@ -10,6 +10,8 @@
 //! - [`source`]: bytes from disk, as chunks of whole lines.
 //! - [`sink`]: Parquet out.
 //! - [`convert`]: the pipeline joining them; [`report`] and [`progress`] tell how it went.
+//! - [`allocator`]: how the binary's allocator is set up.
+pub mod allocator;
 pub mod annotate;
 pub mod convert;
 pub mod decode;
